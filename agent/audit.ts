@@ -1,0 +1,24 @@
+import type { Logger } from '../core/log';
+
+/**
+ * One audit line per stream request, accepted or not, as a JSON log line (`audit: "stream"`), so it
+ * lands in journald with everything else and can be filtered out of it. Never carries stream bytes
+ * or tokens.
+ */
+export type AuditOutcome = 'closed' | 'refused' | 'malformed' | 'target-unavailable' | 'stream-failed';
+
+export interface AuditRecord {
+  request_id?: string | undefined;
+  service?: string | undefined;
+  target?: string | undefined;
+  outcome: AuditOutcome;
+  /** Bytes from the service side into the local target, and back. */
+  bytes_to_target: number;
+  bytes_from_target: number;
+  duration_ms: number;
+  reason?: string | undefined;
+}
+
+export function writeAudit(log: Logger, rec: AuditRecord): void {
+  log.info({ audit: 'stream', ...rec }, `audit ${rec.outcome}`);
+}

@@ -1,0 +1,173 @@
+import { EventEmitter } from 'node:events';
+import { connect as mqttConnect, type MqttClient, type IClientOptions } from 'mqtt';
+import type { Logger } from '../core/log';
+import { Backoff } from '../core/backoff';
+import {
+  SAS_LIFETIME_S,
+  createSasToken,
+  deviceResourceUri,
+  formatStreamResponseTopic,
+  mqttUsername,
+  streamRequestSubscription,
+  type DeviceConnectionString,
+  type StreamResponseStatus,
+} from '../wire';
+import { describeConnectError } from '../core/connect-errors';
+
+export const MQTT_KEEPALIVE_S = 60;
+/** Renew the SAS token (by reconnecting) when this share of its lifetime has passed. */
+const TOKEN_RENEW_AT = 0.8;
+
+export interface ControlChannelOptions {
+  device: DeviceConnectionString;
+  caPem?: Buffer;
+  caFile?: string;
+  log: Logger;
+  /** Injected in tests to shorten the token lifetime or the backoff. */
+  tokenLifetimeS?: number;
+  backoff?: Backoff;
+}
+
+export interface ControlChannelEvents {
+  request: [topic: string];
+  connected: [];
+  disconnected: [];
+}
+
+/**
+ * The MQTT control channel to the hub: the only module that speaks MQTT. It keeps the connection up
+ * on its own (full-jitter backoff, fresh SAS token on every connect, renewal before expiry) and
+ * hands stream requests to the agent. It never exits the process and never logs a token.
+ */
+export class ControlChannel extends EventEmitter<ControlChannelEvents> {
+  private client?: MqttClient;
+  private stopped = false;
+  private retryTimer?: NodeJS.Timeout;
+  private renewTimer?: NodeJS.Timeout;
+  private readonly backoff: Backoff;
+  reconnects = 0;
+  connected = false;
+  lastError?: string;
+
+  constructor(private readonly opts: ControlChannelOptions) {
+    super();
+    this.backoff = opts.backoff ?? new Backoff();
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  private url(): string {
+    return `wss://${this.opts.device.hostName}/$iothub/websocket`;
+  }
+
+  private connect(): void {
+    const { device, log } = this.opts;
+    const lifetimeS = this.opts.tokenLifetimeS ?? SAS_LIFETIME_S;
+    const expiresAt = Math.floor(Date.now() / 1000) + lifetimeS;
+    const password = device.sharedAccessKey
+      ? createSasToken({ resource: deviceResourceUri(device.hostName, device.deviceId, device.moduleId), key: device.sharedAccessKey, expiresAt })
+      : '';
+    const options: IClientOptions = {
+      clientId: device.deviceId,
+      username: mqttUsername(device.hostName, device.deviceId),
+      password,
+      protocolVersion: 4,
+      clean: false,
+      keepalive: MQTT_KEEPALIVE_S,
+      reconnectPeriod: 0, // we drive reconnects ourselves, with jitter
+      connectTimeout: 30_000,
+      rejectUnauthorized: true,
+      queueQoSZero: false,
+      ...(this.opts.caPem ? { ca: this.opts.caPem } : {}),
+    };
+    const client = mqttConnect(this.url(), options);
+    this.client = client;
+    let failed = false;
+    client.on('connect', () => {
+      this.connected = true;
+      this.lastError = undefined;
+      this.backoff.connected();
+      log.info({ hub: device.hostName, device: device.deviceId, reconnects: this.reconnects }, 'connected to hub');
+      client.subscribe(streamRequestSubscription(), { qos: 0 }, (err, granted) => {
+        if (err || granted?.some((g) => g.qos === 128)) {
+          log.error({ err: err?.message }, 'hub refused the stream request subscription');
+        }
+      });
+      this.emit('connected');
+      clearTimeout(this.renewTimer);
+      this.renewTimer = setTimeout(() => {
+        log.info('renewing SAS token');
+        this.reconnectNow();
+      }, lifetimeS * TOKEN_RENEW_AT * 1000);
+      this.renewTimer.unref();
+    });
+    client.on('message', (topic) => this.emit('request', topic));
+    client.on('error', (err) => {
+      failed = true;
+      this.lastError = describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile });
+      log.warn({ hub: device.hostName, err: this.lastError }, 'hub connection failed');
+    });
+    client.on('close', () => {
+      if (this.client !== client) return;
+      const wasConnected = this.connected;
+      this.connected = false;
+      clearTimeout(this.renewTimer);
+      if (wasConnected) {
+        this.emit('disconnected');
+        if (!failed) log.warn({ hub: device.hostName }, 'hub connection lost');
+      }
+      client.removeAllListeners('message');
+      client.end(true);
+      this.scheduleReconnect();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const delay = this.backoff.next();
+    this.opts.log.info({ in_ms: delay }, 'reconnecting to hub');
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.reconnects++;
+      this.connect();
+    }, delay);
+  }
+
+  /** Closes the current connection and opens a new one at once (token renewal). */
+  private reconnectNow(): void {
+    const old = this.client;
+    this.client = undefined;
+    old?.removeAllListeners('close');
+    old?.end(false, () => undefined);
+    this.connected = false;
+    this.reconnects++;
+    this.connect();
+  }
+
+  respond(status: StreamResponseStatus, requestId: string, body?: object): void {
+    const client = this.client;
+    if (!client || !this.connected) return;
+    const payload = body ? JSON.stringify(body) : '';
+    client.publish(formatStreamResponseTopic(status, requestId), payload, { qos: 0 });
+  }
+
+  publish(topic: string, payload: string | Buffer): void {
+    if (this.client && this.connected) this.client.publish(topic, payload, { qos: 0 });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.renewTimer);
+    const client = this.client;
+    this.client = undefined;
+    this.connected = false;
+    if (!client) return;
+    client.removeAllListeners('close');
+    await Promise.race([client.endAsync(false), new Promise((r) => setTimeout(r, 2000).unref())]);
+    client.end(true);
+  }
+}

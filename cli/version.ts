@@ -1,0 +1,10 @@
+// Filled in by the bundler (scripts/build.mjs); running from source says "dev".
+declare const __DEVSTREAMS_VERSION__: string | undefined;
+declare const __DEVSTREAMS_COMMIT__: string | undefined;
+
+export const VERSION = typeof __DEVSTREAMS_VERSION__ === 'string' ? __DEVSTREAMS_VERSION__ : '0.0.0-dev';
+export const COMMIT = typeof __DEVSTREAMS_COMMIT__ === 'string' ? __DEVSTREAMS_COMMIT__ : 'dev';
+
+export function versionText(): string {
+  return `devstreams ${VERSION} (commit ${COMMIT}) node ${process.version} ${process.platform}-${process.arch}`;
+}

@@ -1,0 +1,38 @@
+/**
+ * Turns connection failures into sentences a person can act on: a certificate the agent does not
+ * trust (and which CA file it used), refused credentials, a hub that cannot be reached.
+ */
+const CERT_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+export function isCertificateError(err: unknown): boolean {
+  return CERT_CODES.has((err as NodeJS.ErrnoException)?.code ?? '');
+}
+
+export function describeConnectError(err: unknown, ctx: { hub: string; caFile?: string | undefined }): string {
+  const e = err as NodeJS.ErrnoException & { reason?: string };
+  const code = e?.code ?? '';
+  const trust = ctx.caFile ? `the CA file in use is ${ctx.caFile}` : 'no CA file is configured, so only the system CAs are trusted';
+  if (CERT_CODES.has(code)) {
+    return `the hub's certificate at ${ctx.hub} is not trusted (${code}: ${e.message}); ${trust}`;
+  }
+  if (code === 'ECONNREFUSED') return `cannot reach the hub at ${ctx.hub}: connection refused`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve the hub's host name in ${ctx.hub} (DNS: ${code})`;
+  if (code === 'ETIMEDOUT' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+    return `cannot reach the hub at ${ctx.hub}: ${code}`;
+  }
+  // MQTT CONNACK refusals (mqtt.js: "Connection refused: Not authorized", code 5)
+  if (typeof e?.code === 'number') {
+    const rc = e.code as unknown as number;
+    if (rc === 4 || rc === 5) return `the hub refused the device's credentials (${e.message}): check hub.connection_string and the device's registration`;
+    return `the hub refused the connection (${e.message})`;
+  }
+  return e?.message ?? String(err);
+}

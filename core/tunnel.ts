@@ -1,0 +1,209 @@
+import type { Duplex } from 'node:stream';
+import { Socket } from 'node:net';
+import { WebSocket, type RawData } from 'ws';
+import { CLOSE, closeReason, decodeControl, encodeControl } from '../wire';
+import { WebSocketSink, WS_HIGH_WATER_BYTES } from './ws-sink';
+
+/** How long a local peer may keep its side open after we sent our FIN, before it is cut. */
+export const LINGER_MS = 30_000;
+
+export interface TunnelOptions {
+  /**
+   * Half-close (default on): a FIN from the local side is sent as an `eof` control message and the
+   * other direction keeps flowing, as TCP does; the stream closes once both sides have ended. Off
+   * for a PTY, whose end is the end of the session.
+   */
+  halfClose?: boolean;
+  /** Control messages other than `eof`, already parsed; `null` for a malformed text frame. */
+  onControl?: (msg: ({ type: string } & Record<string, unknown>) | null, raw: string) => void;
+  /** When the local side ends: a last text frame to send before the normal close (exit status). */
+  finalText?: () => string | undefined;
+  /** Any byte in either direction (for idle timeouts). */
+  onActivity?: () => void;
+  highWaterBytes?: number;
+}
+
+export interface TunnelResult {
+  /** Bytes read from the local side and sent into the WebSocket. */
+  bytesOut: number;
+  /** Bytes received from the WebSocket and written to the local side. */
+  bytesIn: number;
+  /** WebSocket close code and reason as the tunnel ended (1006: the connection was lost). */
+  closeCode: number;
+  closeReason: string;
+  endedBy: 'local' | 'remote';
+  error?: Error;
+}
+
+export interface Tunnel {
+  done: Promise<TunnelResult>;
+  /** Ends the stream from our side with a code and a reason the other side can show. */
+  close(code: number, reason: string): void;
+}
+
+type Callback = () => void;
+
+/**
+ * Joins a local byte stream (TCP socket, PTY) and a streaming WebSocket: two pumps with
+ * backpressure, one close path. A local end becomes a normal close (1000) once everything read has
+ * been sent; a normal remote close becomes a FIN after everything received has been written; an
+ * abnormal one resets the local side so its peer does not mistake a failure for a clean end.
+ *
+ * The WebSocket must be open; pause it (`ws.pause()`) until the tunnel takes it so no frame is lost.
+ * Local sockets should be `allowHalfOpen` so their ends are driven from here.
+ */
+export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = {}): Tunnel {
+  const sink = new WebSocketSink(ws, opts.highWaterBytes ?? WS_HIGH_WATER_BYTES);
+  let bytesOut = 0;
+  let bytesIn = 0;
+  let endedBy: 'local' | 'remote' | undefined;
+  let error: Error | undefined;
+  let closeCode = 1006;
+  let closeText = '';
+  let wsClosed = false;
+  let localClosed = false;
+  let wsWaitsForLocalDrain = false;
+  let sentEof = false;
+  let receivedEof = false;
+  const halfClose = opts.halfClose ?? true;
+  let linger: NodeJS.Timeout | undefined;
+  let resolveDone!: (r: TunnelResult) => void;
+  const done = new Promise<TunnelResult>((resolve) => (resolveDone = resolve));
+  const activity = opts.onActivity;
+
+  const closeWs = (code: number, reason: string): void => {
+    if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, closeReason(reason));
+  };
+
+  const settle = (): void => {
+    if (!wsClosed || !localClosed) return;
+    clearTimeout(linger);
+    local.off('data', localOnData);
+    local.off('end', localOnEnd);
+    local.off('error', localOnError);
+    local.off('close', localOnClose);
+    local.off('drain', localOnDrain);
+    sink.off('drain', sinkOnDrain);
+    ws.off('message', wsOnMessage);
+    ws.off('close', wsOnClose);
+    resolveDone({ bytesOut, bytesIn, closeCode, closeReason: closeText, endedBy: endedBy ?? 'remote', ...(error ? { error } : {}) });
+  };
+
+  // local → WebSocket
+  function localOnData(chunk: Buffer): void {
+    if (ws.readyState !== WebSocket.OPEN) return; // closing: what the local peer still sends has nowhere to go
+    bytesOut += chunk.length;
+    activity?.();
+    if (!sink.write(chunk)) local.pause();
+  }
+  function sinkOnDrain(): void {
+    if (!wsClosed) local.resume();
+  }
+  function localOnEnd(): void {
+    if (wsClosed) return;
+    endedBy ??= 'local';
+    const text = opts.finalText?.();
+    if (text !== undefined && ws.readyState === WebSocket.OPEN) ws.send(text);
+    if (halfClose && !receivedEof && ws.readyState === WebSocket.OPEN) {
+      // Queued behind the data already sent, so the peer sees every byte before the end.
+      sentEof = true;
+      ws.send(encodeControl({ type: 'eof' }));
+      return;
+    }
+    closeWs(CLOSE.NORMAL, '');
+  }
+  function localOnError(err: Error): void {
+    error ??= err;
+    endedBy ??= 'local';
+    closeWs(CLOSE.PEER_LOST, `local connection failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+  }
+  function localOnClose(): void {
+    localClosed = true;
+    if (!wsClosed) {
+      endedBy ??= 'local';
+      closeWs(CLOSE.NORMAL, '');
+    }
+    settle();
+  }
+
+  // WebSocket → local
+  const resumeWs: Callback = () => {
+    wsWaitsForLocalDrain = false;
+    if (!wsClosed) ws.resume();
+  };
+  function localOnDrain(): void {
+    if (wsWaitsForLocalDrain) resumeWs();
+  }
+  function wsOnMessage(data: RawData, isBinary: boolean): void {
+    if (!isBinary) {
+      const raw = data.toString();
+      const msg = decodeControl(raw);
+      if (msg?.type === 'eof') {
+        if (receivedEof) return;
+        receivedEof = true;
+        activity?.();
+        if (sentEof) closeWs(CLOSE.NORMAL, '');
+        else if (!local.writableEnded) local.end();
+        return;
+      }
+      opts.onControl?.(msg, raw);
+      return;
+    }
+    const buf = data as Buffer;
+    bytesIn += buf.length;
+    activity?.();
+    if (local.writableEnded || local.destroyed) return;
+    if (!local.write(buf) && !wsWaitsForLocalDrain) {
+      wsWaitsForLocalDrain = true;
+      ws.pause();
+    }
+  }
+  function wsOnClose(code: number, reason: Buffer): void {
+    wsClosed = true;
+    closeCode = code;
+    closeText = reason.toString();
+    endedBy ??= 'remote';
+    if (localClosed) return settle();
+    if (code === CLOSE.NORMAL || code === CLOSE.GOING_AWAY) {
+      if (local.writableEnded && local.readableEnded) return;
+      // FIN after the last byte; keep reading (and dropping) until the peer closes too, so the kernel
+      // does not answer unread data with a reset that could cut off what we just sent.
+      local.end();
+      local.resume();
+      linger = setTimeout(() => local.destroy(), LINGER_MS);
+      linger.unref();
+    } else if (local instanceof Socket) {
+      local.resetAndDestroy();
+    } else {
+      local.destroy();
+    }
+  }
+  function wsOnError(err: Error): void {
+    error ??= err;
+  }
+
+  local.on('data', localOnData);
+  local.on('end', localOnEnd);
+  local.on('error', localOnError);
+  local.on('close', localOnClose);
+  local.on('drain', localOnDrain);
+  sink.on('drain', sinkOnDrain);
+  ws.on('message', wsOnMessage);
+  ws.on('close', wsOnClose);
+  ws.on('error', wsOnError);
+  if (ws.isPaused) ws.resume();
+  // An explicitly paused stream (pauseOnConnect) stays paused when a 'data' listener is added.
+  local.resume();
+  if (ws.readyState !== WebSocket.OPEN) {
+    // Already closing or closed before we got it: make the close path run.
+    if (ws.readyState === WebSocket.CLOSED) queueMicrotask(() => wsOnClose(1006, Buffer.alloc(0)));
+  }
+
+  return {
+    done,
+    close(code, reason) {
+      endedBy ??= 'local';
+      closeWs(code, reason);
+    },
+  };
+}

@@ -1,0 +1,172 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
+import type { Logger } from '../core/log';
+import {
+  formatStreamRequestTopic,
+  isDevstreamsError,
+  parseMqttUsername,
+  parseSasToken,
+  parseStreamResponseTopic,
+  streamRequestSubscription,
+  streamResponseSubscription,
+  telemetryTopic,
+  verifySasToken,
+  type StreamRequest,
+} from '../wire';
+import type { DeviceRegistry } from './data-dir';
+
+/** MQTT CONNACK return codes (3.1.1). */
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+
+/** Where a device's own subscriptions are parked, so that nothing published anywhere fans out to it. */
+const PARKED_ROOT = '$devstreams-device';
+
+export interface BrokerEvents {
+  'stream-response': [deviceId: string, status: number, requestId: string, payload: Buffer];
+  telemetry: [deviceId: string, payload: Buffer];
+  online: [deviceId: string];
+  offline: [deviceId: string];
+}
+
+/**
+ * The embedded MQTT broker (aedes): the control plane of the hub. It speaks to devices the way IoT
+ * Hub does: a device authenticates with a SAS token for its own id, may subscribe only to its stream
+ * requests, may publish only its stream responses and telemetry, and a stream request is written to
+ * that one device's connection; no device ever sees another's.
+ */
+export class EmbeddedBroker extends EventEmitter<BrokerEvents> {
+  private aedes?: Aedes;
+  private readonly online = new Map<string, Client>();
+  private readonly subscribed = new WeakSet<Client>();
+
+  constructor(
+    private readonly registry: DeviceRegistry,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    const options: AedesOptions = {
+      // IoT Hub allows device ids of up to 128 characters.
+      maxClientsIdLength: 128,
+      drainTimeout: 30_000,
+      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
+      authorizeSubscribe: (client, sub, done) => {
+        const root = '$iothub';
+        if (sub.topic === streamRequestSubscription(root) || sub.topic === streamResponseSubscription(root)) {
+          if (sub.topic === streamRequestSubscription(root)) this.subscribed.add(client);
+          done(null, { ...sub, topic: `${PARKED_ROOT}/${client.id}/${sub.topic}` });
+          return;
+        }
+        this.log.warn({ device: client.id, topic: sub.topic }, 'subscription refused: not a topic of this device');
+        done(null, null);
+      },
+      authorizePublish: (client, packet, done) => {
+        if (!client) return done(new Error('no client'));
+        const t = packet.topic;
+        if (t.toLowerCase().startsWith('$iothub/streams/res/') || t.startsWith(telemetryTopic(client.id))) return done(null);
+        this.log.warn({ device: client.id, topic: t.slice(0, 200) }, 'publish refused: not a topic of this device; disconnecting it');
+        done(new Error('publish not authorized'));
+      },
+      published: (packet, client, done) => {
+        if (client) this.onDevicePublish(client, packet.topic, packet.payload as Buffer);
+        done(null);
+      },
+    };
+    this.aedes = await Aedes.createBroker(options);
+    this.aedes.on('clientReady', (client) => {
+      this.online.set(client.id, client);
+      this.log.info({ device: client.id, online: this.online.size }, 'device connected');
+      this.emit('online', client.id);
+    });
+    this.aedes.on('clientDisconnect', (client) => {
+      if (this.online.get(client.id) === client) {
+        this.online.delete(client.id);
+        this.log.info({ device: client.id, online: this.online.size }, 'device disconnected');
+        this.emit('offline', client.id);
+      }
+    });
+    this.aedes.on('clientError', (client, err) => this.log.debug({ device: client.id, err: err.message }, 'device connection error'));
+    this.aedes.on('connectionError', (client, err) => this.log.debug({ device: client.id, err: err.message }, 'MQTT connection refused'));
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (err: (Error & { returnCode: number }) | null, ok: boolean | null) => void,
+  ): void {
+    const refuse = (returnCode: number, why: string): void => {
+      this.log.warn({ device: client.id, why }, 'device connection refused');
+      done(Object.assign(new Error(why), { returnCode }), false);
+    };
+    const user = username ? parseMqttUsername(username) : null;
+    if (!user || user.deviceId !== client.id) return refuse(BAD_USERNAME_OR_PASSWORD, 'username is not {host}/{deviceId}/?api-version=… for this client id');
+    const device = this.registry.get(client.id);
+    if (!device) return refuse(NOT_AUTHORIZED, 'unknown device');
+    if (!password || password.length === 0) return refuse(BAD_USERNAME_OR_PASSWORD, 'no SAS token');
+    try {
+      const token = parseSasToken(password.toString('utf8'));
+      if (!token.resource.toLowerCase().endsWith(`/devices/${client.id.toLowerCase()}`)) {
+        return refuse(NOT_AUTHORIZED, 'token is for another device');
+      }
+      try {
+        verifySasToken(token, device.primary_key);
+      } catch (err) {
+        if (!isDevstreamsError(err, 'EBAD_SIGNATURE')) throw err;
+        verifySasToken(token, device.secondary_key);
+      }
+    } catch (err) {
+      return refuse(NOT_AUTHORIZED, isDevstreamsError(err) ? err.message : 'bad token');
+    }
+    done(null, true);
+  }
+
+  private onDevicePublish(client: Client, topic: string, payload: Buffer): void {
+    if (topic.startsWith(telemetryTopic(client.id))) {
+      this.emit('telemetry', client.id, payload);
+      return;
+    }
+    try {
+      const { status, requestId } = parseStreamResponseTopic(topic);
+      this.emit('stream-response', client.id, status, requestId, payload);
+    } catch (err) {
+      this.log.warn({ device: client.id, err: (err as Error).message }, 'ignored malformed stream response');
+    }
+  }
+
+  /** Accepts one MQTT connection (MQTT over WebSocket or over TLS). */
+  handle(stream: Duplex, req?: IncomingMessage): void {
+    if (!this.aedes) {
+      stream.destroy();
+      return;
+    }
+    this.aedes.handle(stream, req);
+  }
+
+  isOnline(deviceId: string): boolean {
+    return this.online.has(deviceId);
+  }
+
+  /** Sends a stream request to one device. False when it is not connected or not listening for them. */
+  sendStreamRequest(deviceId: string, req: StreamRequest): boolean {
+    const client = this.online.get(deviceId);
+    if (!client || !this.subscribed.has(client)) return false;
+    // aedes calls the callback unconditionally, although its types call it optional.
+    client.publish({ cmd: 'publish', topic: formatStreamRequestTopic(req), payload: Buffer.alloc(0), qos: 0, retain: false, dup: false }, (err) => {
+      if (err) this.log.warn({ device: deviceId, err: err.message }, 'could not deliver stream request');
+    });
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    const aedes = this.aedes;
+    this.aedes = undefined;
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    this.online.clear();
+  }
+}

@@ -1,0 +1,140 @@
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import { formatHostPort } from '../core/address';
+import type { Logger } from '../core/log';
+import { STREAM_HANDSHAKE_TIMEOUT_S } from '../wire';
+import { EmbeddedBroker } from './broker';
+import { DeviceRegistry, HubDataDir } from './data-dir';
+import { ServiceApi } from './service-api';
+import { BRIDGE_PATH_PREFIX, StreamingEndpoint } from './streaming-endpoint';
+
+export const MQTT_WS_PATH = '/$iothub/websocket';
+
+export interface HubOptions {
+  dataDir: string;
+  listen: { host: string; port: number };
+  /** The HostName devices and services use (`name` or `name:port`); defaults to the listen address. */
+  publicHost?: string;
+  /** Extra names or IPs for the server certificate. */
+  altNames?: string[];
+  handshakeTimeoutMs?: number;
+  log: Logger;
+}
+
+const WILDCARD = new Set(['0.0.0.0', '::', '']);
+
+/**
+ * The hub's composition root. One TLS port serves the service REST API, the streaming endpoint
+ * (wss /bridges/…) and MQTT over WebSocket for devices (/$iothub/websocket), with the embedded broker.
+ */
+export class Hub {
+  private server?: Server;
+  private broker?: EmbeddedBroker;
+  private endpoint?: StreamingEndpoint;
+  private mqttWss?: WebSocketServer;
+  private hostName = '';
+
+  constructor(private readonly opts: HubOptions) {}
+
+  /** `HostName` as devices and services must write it. */
+  get host(): string {
+    return this.hostName;
+  }
+
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  async start(): Promise<void> {
+    const { log, listen } = this.opts;
+    const dataDir = new HubDataDir(this.opts.dataDir);
+    const listenIsWildcard = WILDCARD.has(listen.host);
+    const publicName = this.opts.publicHost ? this.opts.publicHost.replace(/:\d+$/, '').replace(/^\[|\]$/g, '') : undefined;
+    const certHosts = [
+      ...(publicName ? [publicName] : []),
+      ...(listenIsWildcard ? [hostname(), 'localhost', '127.0.0.1'] : [listen.host]),
+      ...(this.opts.altNames ?? []),
+    ];
+    const tls = dataDir.prepare({ host_name: '', listen: formatHostPort(listen.host, listen.port) }, certHosts);
+    const secrets = dataDir.secrets();
+    const registry = new DeviceRegistry(dataDir);
+
+    this.broker = new EmbeddedBroker(registry, log.child({ part: 'broker' }));
+    await this.broker.start();
+    this.endpoint = new StreamingEndpoint(
+      secrets.stream_signing_key,
+      log.child({ part: 'streaming' }),
+      this.opts.handshakeTimeoutMs ?? STREAM_HANDSHAKE_TIMEOUT_S * 1000,
+    );
+    this.endpoint.start();
+    const api = new ServiceApi({ registry, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.hostName });
+    this.mqttWss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      // IoT Hub's C SDK asks for "MQTT", the others for "mqtt": answer in kind.
+      handleProtocols: (protocols) => [...protocols].find((p) => p.toLowerCase() === 'mqtt') ?? false,
+    });
+
+    const server = createServer({ key: tls.server.keyPem, cert: tls.server.certPem, minVersion: 'TLSv1.2' });
+    server.on('request', (req, res) => api.handle(req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('tlsClientError', (err, socket) => {
+      log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listen.port, listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const port = this.port;
+    this.hostName = this.opts.publicHost ?? formatHostPort(listenIsWildcard ? hostname() : listen.host, port);
+    dataDir.writeSettings({ host_name: this.hostName, listen: formatHostPort(listen.host, port) });
+    log.info({ listen: formatHostPort(listen.host, port), host_name: this.hostName, data_dir: this.opts.dataDir }, 'hub listening');
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '').split('?')[0]!;
+    if (path === MQTT_WS_PATH && this.mqttWss && this.broker) {
+      this.mqttWss.handleUpgrade(req, socket, head, (ws) => {
+        const stream = createWebSocketStream(ws);
+        stream.on('error', () => stream.destroy());
+        this.broker!.handle(stream, req);
+      });
+    } else if (path.startsWith(BRIDGE_PATH_PREFIX) && this.endpoint) {
+      this.endpoint.handleUpgrade(req, socket, head);
+    } else {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    }
+  }
+
+  get activeStreams(): number {
+    return this.endpoint?.activeStreams ?? 0;
+  }
+
+  /** Stops accepting, closes streams (with a deadline) and the broker. Never throws. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    server?.close();
+    for (const [name, part] of [
+      ['streaming endpoint', this.endpoint],
+      ['broker', this.broker],
+    ] as const) {
+      try {
+        await part?.stop();
+      } catch (err) {
+        this.opts.log.warn({ err, part: name }, 'error while stopping');
+      }
+    }
+    this.mqttWss?.close();
+    server?.closeAllConnections();
+  }
+}

@@ -1,0 +1,158 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../core/log';
+import {
+  HEADER,
+  HUB_ERROR,
+  STREAM_HANDSHAKE_TIMEOUT_S,
+  hubErrorBody,
+  isDevstreamsError,
+  parseSasToken,
+  parseStreamRequestPath,
+  verifySasToken,
+  type HubErrorName,
+} from '../wire';
+import type { EmbeddedBroker } from './broker';
+import type { DeviceRegistry, HubSecrets } from './data-dir';
+import { newStreamId, signStreamToken } from './stream-tokens';
+import { BRIDGE_PATH_PREFIX } from './streaming-endpoint';
+
+interface Waiter {
+  resolve: (r: { status: number; payload: Buffer } | 'offline' | 'timeout') => void;
+}
+
+/** Device refusal reasons travel back to the service as a header: keep them short and printable. */
+function refusalReason(payload: Buffer): string | undefined {
+  if (payload.length === 0 || payload.length > 1024) return undefined;
+  try {
+    const body = JSON.parse(payload.toString('utf8')) as { reason?: unknown };
+    if (typeof body.reason !== 'string') return undefined;
+    return body.reason.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+  } catch {
+    return undefined;
+  }
+}
+
+function timeoutHeader(req: IncomingMessage, name: string): number {
+  const v = Number(req.headers[name]);
+  return Number.isFinite(v) && v > 0 ? Math.min(v, STREAM_HANDSHAKE_TIMEOUT_S) : STREAM_HANDSHAKE_TIMEOUT_S;
+}
+
+/**
+ * The service REST API: `POST /twins/{deviceId}/streams/{streamName}` as IoT Hub serves it. Asks the
+ * device over MQTT, waits for its answer and hands the service the streaming URL and its token.
+ */
+export class ServiceApi {
+  private readonly waiters = new Map<string, Waiter>();
+  private nextRequestId = 1;
+
+  constructor(
+    private readonly deps: {
+      registry: DeviceRegistry;
+      broker: EmbeddedBroker;
+      secrets: HubSecrets;
+      log: Logger;
+      /** `host:port` the streaming URL names. */
+      streamingHost: () => string;
+    },
+  ) {
+    deps.broker.on('stream-response', (deviceId, status, requestId, payload) => {
+      const w = this.waiters.get(`${deviceId}\n${requestId}`);
+      if (w) w.resolve({ status, payload });
+    });
+    deps.broker.on('offline', (deviceId) => {
+      for (const [key, w] of this.waiters) if (key.startsWith(`${deviceId}\n`)) w.resolve('offline');
+    });
+  }
+
+  private fail(res: ServerResponse, name: HubErrorName, message: string, trackingId: string): void {
+    const body = JSON.stringify(hubErrorBody(name, message, trackingId));
+    res.writeHead(HUB_ERROR[name].status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const trackingId = randomUUID();
+    const url = new URL(req.url ?? '/', 'https://hub.invalid');
+    if (req.method === 'GET' && url.pathname === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    const route = parseStreamRequestPath(url.pathname);
+    if (!route || req.method !== 'POST') {
+      return this.fail(res, 'ArgumentInvalid', `no such operation: ${req.method} ${url.pathname.slice(0, 100)}`, trackingId);
+    }
+    // The body is empty in IoT Hub's protocol; drain whatever came so the connection can be reused.
+    req.resume();
+    const auth = this.authorize(req.headers.authorization);
+    if (auth) return this.fail(res, 'IotHubUnauthorizedAccess', auth, trackingId);
+    this.requestStream(req, res, route.deviceId, route.streamName, trackingId).catch((err: unknown) => {
+      this.deps.log.error({ err, trackingId }, 'stream request failed');
+      if (!res.headersSent) this.fail(res, 'ServerError', 'internal error', trackingId);
+    });
+  }
+
+  /** Returns why the request is not authorized, or undefined. */
+  private authorize(header: string | undefined): string | undefined {
+    if (!header) return 'no Authorization header (SharedAccessSignature expected)';
+    try {
+      const token = parseSasToken(header);
+      if (token.keyName !== this.deps.secrets.service_policy_name) return `unknown shared access policy "${token.keyName ?? ''}"`;
+      verifySasToken(token, this.deps.secrets.service_policy_key);
+      return undefined;
+    } catch (err) {
+      return isDevstreamsError(err) ? err.message : 'malformed token';
+    }
+  }
+
+  private async requestStream(req: IncomingMessage, res: ServerResponse, deviceId: string, streamName: string, trackingId: string): Promise<void> {
+    const { registry, broker, log, secrets } = this.deps;
+    const ctx = { device: deviceId, service: streamName, trackingId };
+    if (!registry.get(deviceId)) return this.fail(res, 'DeviceNotFound', `device "${deviceId}" is not registered with this hub`, trackingId);
+    if (!broker.isOnline(deviceId)) return this.fail(res, 'DeviceNotOnline', `device "${deviceId}" is not connected to the hub`, trackingId);
+
+    const connectTimeoutS = timeoutHeader(req, HEADER.connectTimeout);
+    const responseTimeoutS = timeoutHeader(req, HEADER.responseTimeout);
+    const streamId = newStreamId();
+    const requestId = String(this.nextRequestId++);
+    const exp = Date.now() + connectTimeoutS * 1000;
+    const key = secrets.stream_signing_key;
+    const deviceToken = signStreamToken(key, { streamId, side: 'device', deviceId, exp });
+    const serviceToken = signStreamToken(key, { streamId, side: 'service', deviceId, exp });
+    const streamUrl = `wss://${this.deps.streamingHost()}${BRIDGE_PATH_PREFIX}${streamId}`;
+
+    const waitKey = `${deviceId}\n${requestId}`;
+    let timer: NodeJS.Timeout | undefined;
+    const answer = new Promise<{ status: number; payload: Buffer } | 'offline' | 'timeout'>((resolve) => {
+      this.waiters.set(waitKey, { resolve });
+      timer = setTimeout(() => resolve('timeout'), responseTimeoutS * 1000);
+    });
+    // A service that gives up (closes its request) stops the wait.
+    res.on('close', () => this.waiters.get(waitKey)?.resolve('timeout'));
+    if (!broker.sendStreamRequest(deviceId, { streamName, requestId, url: streamUrl, authToken: deviceToken })) {
+      this.waiters.delete(waitKey);
+      clearTimeout(timer);
+      return this.fail(res, 'DeviceNotOnline', `device "${deviceId}" is connected but not listening for stream requests`, trackingId);
+    }
+    const result = await answer;
+    this.waiters.delete(waitKey);
+    clearTimeout(timer);
+    if (res.destroyed) return;
+    if (result === 'timeout') {
+      log.warn(ctx, 'device did not answer the stream request in time');
+      return this.fail(res, 'GatewayTimeout', 'Timed out waiting for the response from device.', trackingId);
+    }
+    if (result === 'offline') return this.fail(res, 'DeviceNotOnline', `device "${deviceId}" went offline before answering`, trackingId);
+    const accepted = result.status === 200;
+    log.info({ ...ctx, stream: streamId.slice(0, 8), accepted }, accepted ? 'stream accepted by device' : 'stream refused by device');
+    const headers: Record<string, string> = { [HEADER.isAccepted]: accepted ? 'True' : 'False', 'content-length': '0' };
+    if (accepted) {
+      headers[HEADER.url] = streamUrl;
+      headers[HEADER.authToken] = serviceToken;
+    } else {
+      const reason = refusalReason(result.payload);
+      if (reason) headers[HEADER.refusal] = reason;
+    }
+    res.writeHead(200, headers).end();
+  }
+}

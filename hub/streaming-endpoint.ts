@@ -1,0 +1,147 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from '../core/log';
+import { formatBytes } from '../core/format';
+import { CLOSE, MAX_FRAME_BYTES, parseBearer } from '../wire';
+import { Leg } from './bridge';
+import { verifyStreamToken, type StreamSide, type StreamTokenClaims } from './stream-tokens';
+
+export const BRIDGE_PATH_PREFIX = '/bridges/';
+
+interface PendingStream {
+  claims: StreamTokenClaims;
+  legs: Partial<Record<StreamSide, Leg>>;
+  timer: NodeJS.Timeout;
+  startedAt: number;
+}
+
+/**
+ * The streaming endpoint (`wss://host/bridges/{streamId}`): checks each side's bearer token, pairs
+ * the device's and the service's WebSocket of one stream and relays between them. The two may come
+ * in either order; each token works once; a side whose partner does not arrive within the handshake
+ * timeout is closed with 4002.
+ */
+export class StreamingEndpoint {
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
+  private readonly pending = new Map<string, PendingStream>();
+  /** `streamId/side` of tokens already used, kept until they expire. */
+  private readonly used = new Map<string, number>();
+  private readonly active = new Set<Leg>();
+  private streamsTotal = 0;
+  private sweepTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly signingKey: string,
+    private readonly log: Logger,
+    private readonly handshakeTimeoutMs: number,
+  ) {}
+
+  start(): void {
+    this.sweepTimer = setInterval(() => {
+      const now = Date.now();
+      for (const [k, exp] of this.used) if (exp <= now) this.used.delete(k);
+    }, 10_000);
+    this.sweepTimer.unref();
+  }
+
+  get activeStreams(): number {
+    return this.active.size / 2;
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = (req.url ?? '').split('?')[0]!;
+    const streamId = decodeURIComponent(path.slice(BRIDGE_PATH_PREFIX.length));
+    const token = parseBearer(req.headers.authorization);
+    const refuse = (why: string): void => {
+      this.log.warn({ stream: streamId.slice(0, 64), why, remote: req.socket.remoteAddress }, 'streaming connection refused');
+      const body = JSON.stringify({ errorCode: 401002, message: `stream connection refused: ${why}` });
+      socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    };
+    if (!token) return refuse('no bearer token');
+    const claims = verifyStreamToken(this.signingKey, token);
+    if ('refused' in claims) return refuse(claims.refused);
+    if (claims.streamId !== streamId) return refuse('token is for another stream');
+    const usedKey = `${claims.streamId}/${claims.side}`;
+    if (this.used.has(usedKey)) return refuse('token already used');
+    this.used.set(usedKey, claims.exp);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, claims));
+  }
+
+  private attach(ws: WebSocket, claims: StreamTokenClaims): void {
+    const leg = new Leg(ws, claims.side);
+    let p = this.pending.get(claims.streamId);
+    if (!p) {
+      p = {
+        claims,
+        legs: {},
+        startedAt: Date.now(),
+        timer: setTimeout(() => this.expire(claims.streamId), this.handshakeTimeoutMs),
+      };
+      this.pending.set(claims.streamId, p);
+    }
+    p.legs[claims.side] = leg;
+    const { device, service } = p.legs;
+    if (device && service) {
+      clearTimeout(p.timer);
+      this.pending.delete(claims.streamId);
+      this.join(p, device, service);
+    } else {
+      leg.done.then(() => {
+        // Both gone before pairing: forget the stream once nobody is left waiting.
+        const q = this.pending.get(claims.streamId);
+        if (q && Object.values(q.legs).every((l) => l.closed)) {
+          clearTimeout(q.timer);
+          this.pending.delete(claims.streamId);
+        }
+      });
+    }
+  }
+
+  private join(p: PendingStream, device: Leg, service: Leg): void {
+    this.active.add(device).add(service);
+    this.streamsTotal++;
+    const ctx = { stream: p.claims.streamId.slice(0, 8), device: p.claims.deviceId };
+    this.log.info({ ...ctx, active: this.activeStreams, total: this.streamsTotal }, 'stream joined');
+    device.pairWith(service);
+    service.pairWith(device);
+    Promise.all([device.done, service.done]).then(() => {
+      this.active.delete(device);
+      this.active.delete(service);
+      this.log.info(
+        {
+          ...ctx,
+          device_to_service: device.bytes,
+          service_to_device: service.bytes,
+          duration_ms: Date.now() - p.startedAt,
+          device_close: device.closed?.code,
+          service_close: service.closed?.code,
+          active: this.activeStreams,
+        },
+        `stream closed device→service ${formatBytes(device.bytes)} service→device ${formatBytes(service.bytes)}`,
+      );
+    });
+  }
+
+  private expire(streamId: string): void {
+    const p = this.pending.get(streamId);
+    if (!p) return;
+    this.pending.delete(streamId);
+    for (const [side, leg] of Object.entries(p.legs)) {
+      const other = side === 'device' ? 'service' : 'device';
+      this.log.warn({ stream: streamId.slice(0, 8), device: p.claims.deviceId, waiting: side }, `stream handshake timed out: the ${other} never connected`);
+      leg.close(CLOSE.HANDSHAKE_TIMEOUT, `the ${other} did not connect within ${Math.round(this.handshakeTimeoutMs / 1000)} s`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    const legs = [...this.active, ...[...this.pending.values()].flatMap((p) => Object.values(p.legs))];
+    this.pending.clear();
+    for (const leg of legs) leg.close(CLOSE.GOING_AWAY, 'hub shutting down');
+    await Promise.race([Promise.all(legs.map((l) => l.done)), new Promise((r) => setTimeout(r, 5000).unref())]);
+    for (const leg of legs) leg.ws.terminate();
+    this.wss.close();
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Stable error codes for everything devstreams reports. Callers match on `code`, never on message
+ * text, so messages can be improved without breaking anyone.
+ */
+export type ErrorCode =
+  | 'EMALFORMED_TOPIC'
+  | 'EMALFORMED_CONNECTION_STRING'
+  | 'EMALFORMED_TOKEN'
+  | 'ETOKEN_EXPIRED'
+  | 'EBAD_SIGNATURE'
+  | 'EUNKNOWN_DEVICE'
+  | 'EDEVICE_OFFLINE'
+  | 'EDEVICE_TIMEOUT'
+  | 'EDEVICE_REFUSED'
+  | 'EUNAUTHORIZED'
+  | 'EHUB_UNREACHABLE'
+  | 'ECERT_UNTRUSTED'
+  | 'EHUB_ERROR'
+  | 'ESTREAM_CLOSED'
+  | 'ECONFIG'
+  | 'EUSAGE';
+
+export class DevstreamsError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'DevstreamsError';
+  }
+}
+
+export function isDevstreamsError(err: unknown, code?: ErrorCode): err is DevstreamsError {
+  return err instanceof DevstreamsError && (code === undefined || err.code === code);
+}
