@@ -9,14 +9,30 @@ import { DevstreamsError, parseDeviceConnectionString, type DeviceConnectionStri
  */
 const serviceName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'service names are 1-64 of letters, digits, ".", "_" and "-"');
 
+/** Per-service limits; each falls back to the `limits` section. Spread into every service kind. */
+export const serviceLimitFields = {
+  /** Concurrent streams to this service. */
+  max_streams: z.number().int().min(1).max(10_000).optional(),
+  /** Close a stream when no byte moved either way for this long; 0 = never. */
+  idle_timeout_s: z.number().int().min(0).optional(),
+  /** Close a stream after this long, busy or not; 0 = never. */
+  max_duration_s: z.number().int().min(0).optional(),
+};
+
 const tcpService = z.strictObject({
   port: z.number().int().min(1).max(65535),
   host: z.string().min(1).default('127.0.0.1'),
+  ...serviceLimitFields,
 });
+
+const LOOPBACK_LISTEN = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost):\d{1,5}$/;
 
 export const agentConfigSchema = z.strictObject({
   hub: z.strictObject({
-    connection_string: z.string().min(1),
+    /** The device connection string; or `connection_string_file`, or DEVSTREAMS_DEVICE_CONNECTION_STRING (wins). */
+    connection_string: z.string().min(1).optional(),
+    /** A file holding only the connection string (mode 0600), so the config itself holds no secret. */
+    connection_string_file: z.string().min(1).optional(),
     /** CA bundle that signs the hub's certificate; the system CAs otherwise. */
     ca: z.string().min(1).optional(),
     /** Extra hosts (`name`, `*.domain`, optionally `:port`) whose streaming URLs the agent may dial. */
@@ -28,6 +44,26 @@ export const agentConfigSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
     })
     .default({ level: 'info' }),
+  limits: z
+    .strictObject({
+      /** Concurrent streams on this device, all services together. */
+      max_streams: z.number().int().min(1).max(10_000).default(32),
+      /** Concurrent streams per service, unless the service sets `max_streams`. */
+      max_streams_per_service: z.number().int().min(1).max(10_000).default(8),
+      idle_timeout_s: z.number().int().min(0).default(3600),
+      max_duration_s: z.number().int().min(0).default(0),
+    })
+    .default({ max_streams: 32, max_streams_per_service: 8, idle_timeout_s: 3600, max_duration_s: 0 }),
+  telemetry: z
+    .strictObject({
+      /** Seconds between health messages on the device-to-cloud topic; 0 = off. */
+      interval_s: z.number().int().min(0).max(86_400).refine((v) => v === 0 || v >= 10, 'telemetry.interval_s must be 0 (off) or at least 10').default(300),
+    })
+    .default({ interval_s: 300 }),
+  /** JSON file `devstreams status` reads; default $RUNTIME_DIRECTORY/status.json under systemd. */
+  status_file: z.string().min(1).optional(),
+  /** Prometheus text metrics on a loopback address (`127.0.0.1:9464`); off unless set. */
+  metrics_listen: z.string().regex(LOOPBACK_LISTEN, 'metrics_listen must be a loopback host:port such as 127.0.0.1:9464').optional(),
 });
 
 export type AgentConfigFile = z.infer<typeof agentConfigSchema>;
@@ -119,7 +155,35 @@ function getIn(obj: unknown, path: Path): unknown {
  * Parses and validates a config text. Returns every problem at once, each with file, line and
  * column, rather than stopping at the first.
  */
-export function parseAgentConfig(text: string, file: string): { config?: AgentConfig; problems: ConfigProblem[] } {
+/** The environment variable that, when set, supplies the device connection string (it wins over the file). */
+export const CONNECTION_STRING_ENV = 'DEVSTREAMS_DEVICE_CONNECTION_STRING';
+
+/** Where the device secret comes from: the environment, `connection_string_file`, or the config itself. */
+function connectionStringSource(
+  hub: { connection_string?: string | undefined; connection_string_file?: string | undefined },
+  env: NodeJS.ProcessEnv,
+  problem: (key: 'connection_string' | 'connection_string_file' | undefined, message: string) => void,
+): { text: string; from: string; key?: 'connection_string' | 'connection_string_file' } | undefined {
+  const fromEnv = env[CONNECTION_STRING_ENV];
+  if (fromEnv) return { text: fromEnv.trim(), from: CONNECTION_STRING_ENV };
+  if (hub.connection_string !== undefined && hub.connection_string_file !== undefined) {
+    problem('connection_string_file', 'set hub.connection_string or hub.connection_string_file, not both');
+    return undefined;
+  }
+  if (hub.connection_string !== undefined) return { text: hub.connection_string, from: 'hub.connection_string', key: 'connection_string' };
+  if (hub.connection_string_file !== undefined) {
+    try {
+      return { text: readFileSync(hub.connection_string_file, 'utf8').trim(), from: 'hub.connection_string_file', key: 'connection_string_file' };
+    } catch (err) {
+      problem('connection_string_file', `hub.connection_string_file: cannot read ${hub.connection_string_file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return undefined;
+    }
+  }
+  problem(undefined, `hub needs connection_string or connection_string_file (or ${CONNECTION_STRING_ENV} in the environment)`);
+  return undefined;
+}
+
+export function parseAgentConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): { config?: AgentConfig; problems: ConfigProblem[] } {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const problems: ConfigProblem[] = [];
@@ -148,10 +212,13 @@ export function parseAgentConfig(text: string, file: string): { config?: AgentCo
   }
   const data = result.data;
   let device: DeviceConnectionString | undefined;
-  try {
-    device = parseDeviceConnectionString(data.hub.connection_string);
-  } catch (err) {
-    at(nodeAt(doc, ['hub', 'connection_string']), `hub.connection_string: ${(err as Error).message}`);
+  const secret = connectionStringSource(data.hub, env, (key, message) => at(nodeAt(doc, key ? ['hub', key] : ['hub'], !key), message));
+  if (secret) {
+    try {
+      device = parseDeviceConnectionString(secret.text);
+    } catch (err) {
+      at(nodeAt(doc, secret.key ? ['hub', secret.key] : ['hub']), `${secret.from}: ${(err as Error).message}`);
+    }
   }
   let caPem: Buffer | undefined;
   if (data.hub.ca) {
