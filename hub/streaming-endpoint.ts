@@ -86,16 +86,10 @@ export class StreamingEndpoint {
       clearTimeout(p.timer);
       this.pending.delete(claims.streamId);
       this.join(p, device, service);
-    } else {
-      leg.done.then(() => {
-        // Both gone before pairing: forget the stream once nobody is left waiting.
-        const q = this.pending.get(claims.streamId);
-        if (q && Object.values(q.legs).every((l) => l.closed)) {
-          clearTimeout(q.timer);
-          this.pending.delete(claims.streamId);
-        }
-      });
     }
+    // A side that closes before its partner arrives stays pending until the handshake timer: the
+    // partner must still learn why (say, 4001 "target refused the connection").
+
   }
 
   private join(p: PendingStream, device: Leg, service: Leg): void {

@@ -72,3 +72,58 @@ export async function sendAndHalfClose(port: number, payload: Buffer): Promise<{
 export function random(n: number): Buffer {
   return randomBytes(n);
 }
+
+/**
+ * A full-duplex target: on each connection it sends `toSend` while hashing everything it receives,
+ * and resolves `received` with the hash and byte count once the client has finished sending.
+ */
+export async function startDuplexTarget(toSend: Buffer): Promise<{
+  port: number;
+  received: () => Promise<{ bytes: number; sha256: string }>;
+  close: () => Promise<void>;
+}> {
+  const waiters: Array<(r: { bytes: number; sha256: string }) => void> = [];
+  const results: Array<{ bytes: number; sha256: string }> = [];
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    const h = createHash('sha256');
+    let bytes = 0;
+    s.on('data', (c: Buffer) => {
+      h.update(c);
+      bytes += c.length;
+    });
+    s.on('end', () => {
+      const r = { bytes, sha256: h.digest('hex') };
+      const w = waiters.shift();
+      if (w) w(r);
+      else results.push(r);
+    });
+    s.on('error', () => undefined);
+    s.end(toSend);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    received: () => {
+      const r = results.shift();
+      return r ? Promise.resolve(r) : new Promise((resolve) => waiters.push(resolve));
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/** Sends `payload` and half-closes while hashing everything that comes back until the other side closes. */
+export async function duplexClient(port: number, payload: Buffer): Promise<{ bytes: number; sha256: string }> {
+  const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  const h = createHash('sha256');
+  let bytes = 0;
+  return new Promise((resolve, reject) => {
+    socket.on('error', reject);
+    socket.on('data', (c: Buffer) => {
+      h.update(c);
+      bytes += c.length;
+    });
+    socket.on('end', () => socket.end());
+    socket.on('close', () => resolve({ bytes, sha256: h.digest('hex') }));
+    socket.on('connect', () => socket.end(payload));
+  });
+}

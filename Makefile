@@ -1,0 +1,50 @@
+# devstreams: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+NODE_MODULES := node_modules/.package-lock.json
+BUNDLE := dist/devstreams.cjs
+SOURCES := $(shell find wire core hub agent service cli -name '*.ts' 2>/dev/null) package.json scripts/build.mjs
+
+.PHONY: all build run test test-unit typecheck deps system-deps clean bench binary deb
+
+all: build
+
+$(NODE_MODULES): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: $(NODE_MODULES)
+
+# Debian packages the tests and the demo use (OpenSSH, mosquitto, tmux, socat, iperf3).
+system-deps:
+	bash scripts/install-system-deps.sh
+
+$(BUNDLE): $(NODE_MODULES) $(SOURCES)
+	node scripts/build.mjs
+
+build: $(BUNDLE)
+
+typecheck: $(NODE_MODULES)
+	npx tsc --noEmit -p .
+
+# A local hub and agent on embedded defaults, a demo service, and a working stream through them.
+run: build
+	bash scripts/demo.sh
+
+test: build typecheck
+	npx vitest run
+
+bench: build
+	@echo "benchmarks: not built yet" && false
+
+# Single executables for the Pi (arm64, armv7) and x64, then Debian packages of them: docs/packaging.md.
+BINARIES := dist/devstreams-linux-arm64 dist/devstreams-linux-armv7 dist/devstreams-linux-x64
+dist/devstreams-linux-%: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs
+	node scripts/binary/build.mjs $*
+
+binary: $(BINARIES)
+
+deb: $(BINARIES)
+	bash packaging/build-deb.sh
+
+clean:
+	rm -rf dist .demo

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the tests and the demo talk to for real: OpenSSH's sshd and ssh,
+# mosquitto, tmux (terminal tests), tinyproxy (HTTP CONNECT proxy tests), socat and iperf3 (benchmarks).
+# Safe to run again.
+set -euo pipefail
+PKGS=(openssh-server openssh-client mosquitto mosquitto-clients tmux socat iperf3 procps tinyproxy
+  # Single executables and .debs (docs/packaging.md): cross compilers for node-pty's addon, qemu-user
+  # to run the ARM Node that makes each SEA blob and the ARM binaries in tests, dpkg-deb, systemd-analyze.
+  g++ g++-aarch64-linux-gnu g++-arm-linux-gnueabihf binutils qemu-user dpkg-dev systemd xz-utils lintian)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian starts services on install where it can; the tests run their own instances on free ports.
