@@ -2,6 +2,7 @@
 // single executables wrap. Native addons stay external (they are loaded from disk at run time).
 import { execFileSync } from 'node:child_process';
 import { readFileSync, mkdirSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -13,8 +14,8 @@ if (!commit) {
     commit = 'unknown';
   }
 }
-mkdirSync('dist', { recursive: true });
-await build({
+/** The esbuild options of the bundle; scripts/binary/build.mjs reuses them for the single executables. */
+export const bundleOptions = {
   entryPoints: ['cli/index.ts'],
   outfile: 'dist/devstreams.cjs',
   bundle: true,
@@ -30,4 +31,9 @@ await build({
     __DEVSTREAMS_COMMIT__: JSON.stringify(commit),
   },
   logLevel: 'warning',
-});
+};
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  mkdirSync('dist', { recursive: true });
+  await build(bundleOptions);
+}
