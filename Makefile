@@ -28,7 +28,7 @@ typecheck: $(NODE_MODULES)
 
 # A local hub and agent on embedded defaults, a demo service, and a working stream through them.
 run: build
-	bash scripts/demo.sh
+	node scripts/demo.mjs
 
 test: build typecheck
 	npx vitest run
