@@ -1,0 +1,208 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Logger } from '../core/log';
+
+/**
+ * What the agent is doing, for `devstreams status`, the metrics endpoint and telemetry: connection
+ * state, open streams, totals and the most recent refusals. Kept in memory by the agent; written to
+ * a small JSON file (atomically: temp file + rename) that the status command reads, so the command
+ * needs no socket and works while the agent is wedged (the file then shows as stale).
+ */
+export const RECENT_REFUSALS = 20;
+/** The file is rewritten at least this often so a reader can tell a live agent from a dead one. */
+export const STATUS_REFRESH_MS = 10_000;
+/** Writes after a change wait this long, so a burst of requests is one write. */
+const STATUS_DEBOUNCE_MS = 200;
+
+export interface OpenStream {
+  request_id: string;
+  service: string;
+  target: string;
+  since: string;
+}
+
+export interface Refusal {
+  at: string;
+  request_id?: string | undefined;
+  service?: string | undefined;
+  reason: string;
+}
+
+export interface StatusSnapshot {
+  version: string;
+  pid: number;
+  device: string;
+  hub: string;
+  started_at: string;
+  updated_at: string;
+  connection: { state: 'connected' | 'disconnected'; since: string; reconnects: number; last_error?: string | undefined };
+  streams: { active: OpenStream[]; total: number; refused_total: number };
+  bytes: { to_target: number; from_target: number };
+  recent_refusals: Refusal[];
+}
+
+export class AgentStats {
+  readonly startedAt = new Date();
+  streamsTotal = 0;
+  refusedTotal = 0;
+  bytesToTarget = 0;
+  bytesFromTarget = 0;
+  readonly open = new Map<string, OpenStream>();
+  readonly recentRefusals: Refusal[] = [];
+  connected = false;
+  connectionSince = new Date();
+  private listener?: () => void;
+
+  /** One callback for "something changed" (the status file). */
+  onChange(fn: () => void): void {
+    this.listener = fn;
+  }
+
+  private changed(): void {
+    this.listener?.();
+  }
+
+  setConnected(up: boolean): void {
+    if (up === this.connected) return;
+    this.connected = up;
+    this.connectionSince = new Date();
+    this.changed();
+  }
+
+  refused(r: Omit<Refusal, 'at'>): void {
+    this.refusedTotal++;
+    this.recentRefusals.unshift({ at: new Date().toISOString(), ...r, reason: r.reason.slice(0, 300) });
+    this.recentRefusals.length = Math.min(this.recentRefusals.length, RECENT_REFUSALS);
+    this.changed();
+  }
+
+  opened(s: Omit<OpenStream, 'since'>): void {
+    this.streamsTotal++;
+    this.open.set(s.request_id, { ...s, since: new Date().toISOString() });
+    this.changed();
+  }
+
+  closed(requestId: string, bytesToTarget: number, bytesFromTarget: number): void {
+    this.open.delete(requestId);
+    this.bytesToTarget += bytesToTarget;
+    this.bytesFromTarget += bytesFromTarget;
+    this.changed();
+  }
+}
+
+export function statusSnapshot(
+  stats: AgentStats,
+  info: { version: string; device: string; hub: string; reconnects: number; lastError?: string | undefined },
+): StatusSnapshot {
+  return {
+    version: info.version,
+    pid: process.pid,
+    device: info.device,
+    hub: info.hub,
+    started_at: stats.startedAt.toISOString(),
+    updated_at: new Date().toISOString(),
+    connection: {
+      state: stats.connected ? 'connected' : 'disconnected',
+      since: stats.connectionSince.toISOString(),
+      reconnects: info.reconnects,
+      ...(info.lastError && !stats.connected ? { last_error: info.lastError } : {}),
+    },
+    streams: { active: [...stats.open.values()], total: stats.streamsTotal, refused_total: stats.refusedTotal },
+    bytes: { to_target: stats.bytesToTarget, from_target: stats.bytesFromTarget },
+    recent_refusals: [...stats.recentRefusals],
+  };
+}
+
+/** Where the status file lives when the config does not say: systemd's RuntimeDirectory. */
+export function defaultStatusFile(env: NodeJS.ProcessEnv = process.env): string {
+  const runtime = env.RUNTIME_DIRECTORY?.split(':')[0];
+  return runtime ? join(runtime, 'status.json') : '/run/devstreams/status.json';
+}
+
+/** Writes the snapshot on change (debounced) and every STATUS_REFRESH_MS. I/O errors are logged once, never fatal. */
+export class StatusFile {
+  private refresh?: NodeJS.Timeout;
+  private debounce?: NodeJS.Timeout;
+  private failed = false;
+
+  constructor(
+    private readonly file: string,
+    private readonly snapshot: () => StatusSnapshot,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    try {
+      mkdirSync(dirname(this.file), { recursive: true });
+    } catch {
+      // reported by the first write
+    }
+    this.write();
+    this.refresh = setInterval(() => this.write(), STATUS_REFRESH_MS);
+    this.refresh.unref();
+  }
+
+  changed(): void {
+    if (this.debounce) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      this.write();
+    }, STATUS_DEBOUNCE_MS);
+    this.debounce.unref();
+  }
+
+  write(): void {
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    try {
+      writeFileSync(tmp, `${JSON.stringify(this.snapshot(), null, 2)}\n`, { mode: 0o644 });
+      renameSync(tmp, this.file);
+      this.failed = false;
+    } catch (err) {
+      if (!this.failed) this.log.warn({ file: this.file, err: (err as NodeJS.ErrnoException).code ?? (err as Error).message }, 'cannot write the status file');
+      this.failed = true;
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.refresh);
+    clearTimeout(this.debounce);
+    this.debounce = undefined;
+    this.write();
+  }
+}
+
+export function readStatusFile(file: string): StatusSnapshot {
+  return JSON.parse(readFileSync(file, 'utf8')) as StatusSnapshot;
+}
+
+function ago(iso: string, now: number): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86_400)}d`;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The text `devstreams status` prints. */
+export function formatStatus(s: StatusSnapshot, now = Date.now()): string {
+  const stale = now - Date.parse(s.updated_at) > 3 * STATUS_REFRESH_MS || !pidAlive(s.pid);
+  const lines = [
+    `agent ${s.version} pid ${s.pid}${stale ? ` (NOT RUNNING or stuck: status last written ${ago(s.updated_at, now)} ago)` : ''}, up ${ago(s.started_at, now)}`,
+    `device ${s.device} on hub ${s.hub}: ${s.connection.state} for ${ago(s.connection.since, now)}, ${s.connection.reconnects} reconnects` +
+      (s.connection.last_error ? ` (last error: ${s.connection.last_error})` : ''),
+    `streams: ${s.streams.active.length} open, ${s.streams.total} accepted, ${s.streams.refused_total} refused; bytes to target ${s.bytes.to_target}, from target ${s.bytes.from_target}`,
+  ];
+  for (const o of s.streams.active) lines.push(`  open  ${o.service} rid=${o.request_id} -> ${o.target} for ${ago(o.since, now)}`);
+  if (s.recent_refusals.length) lines.push('recent refusals:');
+  for (const r of s.recent_refusals) lines.push(`  ${r.at} ${r.service ?? '-'} rid=${r.request_id ?? '-'}: ${r.reason}`);
+  return `${lines.join('\n')}\n`;
+}
