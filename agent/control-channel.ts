@@ -8,11 +8,17 @@ import {
   deviceResourceUri,
   formatStreamResponseTopic,
   mqttUsername,
+  splitHostName,
   streamRequestSubscription,
   type DeviceConnectionString,
   type StreamResponseStatus,
 } from '../wire';
 import { describeConnectError } from '../core/connect-errors';
+import { ProxyAgent, dialThroughProxy, proxyFor, type ProxySettings } from '../core/proxy';
+
+/** IoT Hub's MQTT over TLS port. */
+export const MQTT_TLS_PORT = 8883;
+
 
 export const MQTT_KEEPALIVE_S = 60;
 /** Renew the SAS token (by reconnecting) when this share of its lifetime has passed. */
@@ -26,6 +32,15 @@ export interface ControlChannelOptions {
   /** Injected in tests to shorten the token lifetime or the backoff. */
   tokenLifetimeS?: number;
   backoff?: Backoff;
+  /** MQTT over WebSocket on the hub's port (default) or MQTT over TLS on `mqttTlsPort`. */
+  transport?: 'websocket' | 'mqtt_tls';
+  mqttTlsPort?: number;
+  /** Proxy from config (`none` or a URL); HTTPS_PROXY/NO_PROXY otherwise. */
+  proxy?: string | undefined;
+  /** TLS verification off: logged loudly at every connect. */
+  insecure?: boolean;
+  /** X.509 device identity (PEM). */
+  identity?: { certPem: Buffer; keyPem: Buffer };
 }
 
 export interface ControlChannelEvents {
@@ -60,7 +75,14 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   }
 
   private url(): string {
+    if (this.opts.transport === 'mqtt_tls') return `mqtts://${this.endpoint().host}:${this.endpoint().port}`;
     return `wss://${this.opts.device.hostName}/$iothub/websocket`;
+  }
+
+  /** Where the control channel's TCP connection goes. */
+  private endpoint(): { host: string; port: number } {
+    const { host, port } = splitHostName(this.opts.device.hostName, 443);
+    return this.opts.transport === 'mqtt_tls' ? { host, port: this.opts.mqttTlsPort ?? MQTT_TLS_PORT } : { host, port };
   }
 
   private connect(): void {
@@ -79,10 +101,46 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       keepalive: MQTT_KEEPALIVE_S,
       reconnectPeriod: 0, // we drive reconnects ourselves, with jitter
       connectTimeout: 30_000,
-      rejectUnauthorized: true,
+      rejectUnauthorized: !this.opts.insecure,
       queueQoSZero: false,
       ...(this.opts.caPem ? { ca: this.opts.caPem } : {}),
+      ...(this.opts.identity ? { cert: this.opts.identity.certPem, key: this.opts.identity.keyPem } : {}),
     };
+    if (this.opts.insecure) {
+      log.warn({ hub: device.hostName }, 'INSECURE: TLS verification is OFF (insecure: true in config); anyone on the path can impersonate the hub');
+    }
+    const { host, port } = this.endpoint();
+    let proxy: ProxySettings | undefined;
+    try {
+      proxy = proxyFor(host, port, this.opts.proxy);
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      log.error({ err: this.lastError }, 'bad proxy setting');
+      return this.scheduleReconnect();
+    }
+    if (proxy) log.info({ proxy: proxy.display, hub: `${host}:${port}` }, 'connecting to hub through proxy');
+    if (proxy && this.opts.transport === 'mqtt_tls') {
+      // mqtt.js's TLS transport passes its options to tls.connect, which takes a ready `socket`:
+      // open the CONNECT tunnel first and let mqtt.js run TLS (with our CA and identity) inside it.
+      dialThroughProxy(proxy, host, port).then(
+        (socket) => {
+          if (this.stopped) return void socket.destroy();
+          this.openClient({ ...options, ...({ socket } as object) }, lifetimeS);
+        },
+        (err: Error) => {
+          this.lastError = describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile });
+          log.warn({ hub: device.hostName, err: this.lastError }, 'hub connection failed');
+          this.scheduleReconnect();
+        },
+      );
+      return;
+    }
+    if (proxy) options.wsOptions = { agent: new ProxyAgent(proxy) };
+    this.openClient(options, lifetimeS);
+  }
+
+  private openClient(options: IClientOptions, lifetimeS: number): void {
+    const { device, log } = this.opts;
     const client = mqttConnect(this.url(), options);
     this.client = client;
     let failed = false;

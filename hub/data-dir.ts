@@ -30,7 +30,15 @@ export interface DeviceRecord {
   primary_key: string;
   secondary_key: string;
   created: string;
+  /**
+   * `sas` (default): the device signs tokens with either key. `x509_ca`: it presents a client
+   * certificate signed by the hub's CA whose CN is its id; keys are refused (they exist only so the
+   * record keeps one shape).
+   */
+  authentication?: 'sas' | 'x509_ca';
 }
+
+export type KeyName = 'primary' | 'secondary';
 
 export function newKey(): string {
   return randomBytes(32).toString('base64');
@@ -173,15 +181,41 @@ export class DeviceRegistry {
     return Object.keys(this.devices);
   }
 
-  add(deviceId: string): DeviceRecord {
+  add(deviceId: string, opts: { x509?: boolean } = {}): DeviceRecord {
     assertDeviceId(deviceId);
     this.refresh();
     const existing = this.devices[deviceId];
-    if (existing) return existing;
-    const record: DeviceRecord = { primary_key: newKey(), secondary_key: newKey(), created: new Date().toISOString() };
+    if (existing) {
+      if (Boolean(opts.x509) !== (existing.authentication === 'x509_ca')) {
+        throw new DevstreamsError('EUSAGE', `device "${deviceId}" is already registered with ${existing.authentication === 'x509_ca' ? 'an X.509 certificate' : 'keys'}`);
+      }
+      return existing;
+    }
+    const record: DeviceRecord = {
+      primary_key: newKey(),
+      secondary_key: newKey(),
+      created: new Date().toISOString(),
+      ...(opts.x509 ? { authentication: 'x509_ca' as const } : {}),
+    };
     const next = { ...this.dataDir.readDevices(), [deviceId]: record };
     this.dataDir.writeDevices(next);
     this.devices = next;
     return record;
+  }
+
+  /**
+   * Replaces one of a device's two keys with a fresh one and returns the record. The other key keeps
+   * working, so a fleet rolls over without downtime: move devices to the other key, then rotate this one.
+   */
+  rotateKey(deviceId: string, which: KeyName): DeviceRecord {
+    const current = this.dataDir.readDevices();
+    const record = Object.hasOwn(current, deviceId) ? current[deviceId] : undefined;
+    if (!record) throw new DevstreamsError('EUSAGE', `device "${deviceId}" is not registered`);
+    if (record.authentication === 'x509_ca') throw new DevstreamsError('EUSAGE', `device "${deviceId}" authenticates with an X.509 certificate, not keys`);
+    const next: DeviceRecord = { ...record, [`${which}_key`]: newKey() };
+    const devices = { ...current, [deviceId]: next };
+    this.dataDir.writeDevices(devices);
+    this.devices = devices;
+    return next;
   }
 }

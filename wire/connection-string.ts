@@ -72,7 +72,8 @@ export function parseServiceConnectionString(text: string): ServiceConnectionStr
   };
 }
 
-export function formatDeviceConnectionString(c: { hostName: string; deviceId: string; sharedAccessKey: string }): string {
+export function formatDeviceConnectionString(c: { hostName: string; deviceId: string; sharedAccessKey: string } | { hostName: string; deviceId: string; x509: true }): string {
+  if ('x509' in c) return `HostName=${c.hostName};DeviceId=${c.deviceId};x509=true`;
   return `HostName=${c.hostName};DeviceId=${c.deviceId};SharedAccessKey=${c.sharedAccessKey}`;
 }
 

@@ -15,8 +15,12 @@ export type ErrorCode =
   | 'EUNAUTHORIZED'
   | 'EHUB_UNREACHABLE'
   | 'ECERT_UNTRUSTED'
+  | 'EPROXY'
+  | 'ETHROTTLED'
+  | 'ECLOCK_SKEW'
   | 'EHUB_ERROR'
   | 'ESTREAM_CLOSED'
+  | 'EPTY_UNAVAILABLE'
   | 'ECONFIG'
   | 'EUSAGE';
 

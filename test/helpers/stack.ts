@@ -5,7 +5,7 @@ import { Agent } from '../../agent/agent';
 import { parseAgentConfig } from '../../agent/config';
 import { silentLogger, createLogger, type Logger } from '../../core/log';
 import { DeviceRegistry, HubDataDir } from '../../hub/data-dir';
-import { Hub } from '../../hub/hub';
+import { Hub, type HubOptions } from '../../hub/hub';
 import { Connect } from '../../service/connect';
 import { HubClient } from '../../service/hub-client';
 import { formatDeviceConnectionString, formatServiceConnectionString, parseServiceConnectionString } from '../../wire';
@@ -36,13 +36,14 @@ export interface Stack {
 }
 
 /** A real hub on 127.0.0.1:0 with its own data directory, plus helpers to add agents and `connect` ports. */
-export async function startStack(opts: { handshakeTimeoutMs?: number } = {}): Promise<Stack> {
+export async function startStack(opts: { handshakeTimeoutMs?: number; hub?: Partial<Pick<HubOptions, 'mqttListen' | 'rateLimits'>> } = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-test-'));
   const hub = new Hub({
     dataDir: dir,
     listen: { host: '127.0.0.1', port: 0 },
     log: testLogger('hub'),
     ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
+    ...opts.hub,
   });
   await hub.start();
   const dataDir = new HubDataDir(dir);

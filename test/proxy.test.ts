@@ -1,0 +1,198 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { dialThroughProxy, parseProxyUrl, proxyFor } from '../core/proxy';
+import { HubClient } from '../service/hub-client';
+import { isDevstreamsError, parseServiceConnectionString } from '../wire';
+import { freePort } from './helpers/free-port';
+import { startStack, until, type Stack } from './helpers/stack';
+import { roundTrip, startEchoServer } from './helpers/targets';
+
+/**
+ * A real HTTP CONNECT proxy (Debian's tinyproxy) on loopback that lets through only CONNECT to the
+ * ports it is given, with basic auth, logging every request so the tests can see what went through it.
+ */
+interface Tinyproxy {
+  url: string;
+  port: number;
+  log: () => string;
+  connectsTo: (port: number) => number;
+  stop: () => Promise<void>;
+}
+
+async function startTinyproxy(allowPorts: number[], auth = { user: 'dev', pass: 's3cret-pass' }): Promise<Tinyproxy> {
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-proxy-'));
+  const port = await freePort();
+  const logFile = join(dir, 'tinyproxy.log');
+  writeFileSync(
+    join(dir, 'tinyproxy.conf'),
+    [
+      `Port ${port}`,
+      'Listen 127.0.0.1',
+      'Timeout 60',
+      `LogFile "${logFile}"`,
+      'LogLevel Info',
+      'MaxClients 50',
+      'Allow 127.0.0.1',
+      ...allowPorts.map((p) => `ConnectPort ${p}`),
+      `BasicAuth ${auth.user} ${auth.pass}`,
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn('tinyproxy', ['-d', '-c', join(dir, 'tinyproxy.conf')], { stdio: 'ignore' });
+  const log = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  await until(() => log().includes('Accepting connections'), 'tinyproxy to listen');
+  return {
+    url: `http://${auth.user}:${auth.pass}@127.0.0.1:${port}`,
+    port,
+    log,
+    connectsTo: (p) => log().split('\n').filter((l) => l.includes(`CONNECT 127.0.0.1:${p} `)).length,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('HTTP CONNECT proxy (tinyproxy) for control channel and streams', () => {
+  let stack: Stack;
+  let proxy: Tinyproxy;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  let hubPort: number;
+  const savedEnv = { HTTPS_PROXY: process.env.HTTPS_PROXY, NO_PROXY: process.env.NO_PROXY };
+
+  beforeAll(async () => {
+    stack = await startStack({ hub: { mqttListen: { host: '127.0.0.1', port: 0 } } });
+    hubPort = stack.hub.port;
+    echo = await startEchoServer();
+    // Only the hub's two ports: the echo target is NOT reachable through the proxy.
+    proxy = await startTinyproxy([hubPort, stack.hub.mqttPort]);
+  });
+  afterEach(() => {
+    for (const [k, v] of Object.entries(savedEnv)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await proxy?.stop();
+    await echo?.close();
+  });
+
+  it('MQTT over WebSocket and both stream legs go through the proxy (config hub.proxy, service --proxy)', async () => {
+    const before = proxy.connectsTo(hubPort);
+    await stack.startAgent(`  echo:\n    port: ${echo.port}\n`, { deviceId: 'pi-ws', extraHubYaml: `  proxy: "${proxy.url}"\n` });
+    // control channel: one CONNECT to the hub's port
+    expect(proxy.connectsTo(hubPort)).toBe(before + 1);
+    const client = new HubClient({ service: parseServiceConnectionString(stack.serviceConnectionString), caPem: stack.caPem, caFile: stack.caFile, proxy: proxy.url });
+    try {
+      const accepted = await client.requestStream('pi-ws', 'echo');
+      const ws = await client.openStream(accepted);
+      const reply = new Promise<Buffer>((resolve) => ws.once('message', (d: Buffer) => resolve(d)));
+      ws.resume();
+      ws.send(Buffer.from('through the proxy'));
+      expect((await reply).toString()).toBe('through the proxy');
+      ws.close();
+    } finally {
+      client.close();
+    }
+    // REST request, the service's stream leg and the agent's stream leg: three more CONNECTs.
+    await until(() => proxy.connectsTo(hubPort) >= before + 4, 'the REST request and both stream legs to pass the proxy');
+    expect(proxy.log()).not.toContain('s3cret-pass');
+  });
+
+  it('MQTT over TLS (8883-style listener) goes through the proxy too, with HTTPS_PROXY for the service', async () => {
+    const mqttPort = stack.hub.mqttPort;
+    expect(mqttPort).toBeGreaterThan(0);
+    const before = proxy.connectsTo(mqttPort);
+    await stack.startAgent(`  echo:\n    port: ${echo.port}\n`, {
+      deviceId: 'pi-tls',
+      extraHubYaml: `  proxy: "${proxy.url}"\n  transport: mqtt_tls\n  mqtt_tls_port: ${mqttPort}\n`,
+    });
+    expect(proxy.connectsTo(mqttPort)).toBe(before + 1);
+    process.env.HTTPS_PROXY = proxy.url;
+    delete process.env.NO_PROXY;
+    const beforeHub = proxy.connectsTo(hubPort);
+    const client = new HubClient({ service: parseServiceConnectionString(stack.serviceConnectionString), caPem: stack.caPem, caFile: stack.caFile });
+    try {
+      const accepted = await client.requestStream('pi-tls', 'echo');
+      const ws = await client.openStream(accepted);
+      const reply = new Promise<Buffer>((resolve) => ws.once('message', (d: Buffer) => resolve(d)));
+      ws.resume();
+      ws.send(Buffer.from('over mqtt/tls'));
+      expect((await reply).toString()).toBe('over mqtt/tls');
+      ws.close();
+    } finally {
+      client.close();
+    }
+    await until(() => proxy.connectsTo(hubPort) >= beforeHub + 3, 'REST and both stream legs to pass the proxy');
+  });
+
+  it('`connect` end to end through the proxy', async () => {
+    process.env.HTTPS_PROXY = proxy.url;
+    const before = proxy.connectsTo(hubPort);
+    const c = await stack.connect('pi-ws', 'echo');
+    const back = await roundTrip(c.address.port, Buffer.from('x'.repeat(100_000)));
+    expect(back.length).toBe(100_000);
+    // at least both stream legs (the stack's REST client was made before HTTPS_PROXY was set)
+    await until(() => proxy.connectsTo(hubPort) >= before + 2, 'both stream legs to pass the proxy');
+  });
+
+  it('says clearly when the proxy refuses the destination, without the password', async () => {
+    const err = await dialThroughProxy(parseProxyUrl(proxy.url), '127.0.0.1', echo.port).catch((e: unknown) => e);
+    expect(isDevstreamsError(err, 'EPROXY')).toBe(true);
+    expect((err as Error).message).toMatch(new RegExp(`the proxy http://127.0.0.1:${proxy.port} refused to connect to 127.0.0.1:${echo.port} \\(HTTP 403`));
+    expect((err as Error).message).not.toContain('s3cret-pass');
+  });
+
+  it('says clearly when the proxy wants other credentials', async () => {
+    const wrong = proxy.url.replace('s3cret-pass', 'wrong');
+    const client = new HubClient({ service: parseServiceConnectionString(stack.serviceConnectionString), caPem: stack.caPem, proxy: wrong });
+    try {
+      const err = await client.requestStream('pi-ws', 'echo').catch((e: unknown) => e);
+      expect(isDevstreamsError(err, 'EPROXY')).toBe(true);
+      expect((err as Error).message).toMatch(/wants credentials \(HTTP 40[17] .*user name or password in the proxy URL was not accepted/);
+      expect((err as Error).message).not.toContain('wrong');
+    } finally {
+      client.close();
+    }
+    const none = await dialThroughProxy(parseProxyUrl(`http://127.0.0.1:${proxy.port}`), '127.0.0.1', hubPort).catch((e: unknown) => e);
+    expect((none as Error).message).toMatch(/put them in the proxy URL/);
+  });
+
+  it('says clearly when the proxy itself is not there', async () => {
+    const port = await freePort();
+    const err = await dialThroughProxy(parseProxyUrl(`http://127.0.0.1:${port}`), '127.0.0.1', hubPort).catch((e: unknown) => e);
+    expect((err as Error).message).toBe(`cannot reach the proxy http://127.0.0.1:${port}: connection refused`);
+  });
+});
+
+describe('which proxy applies', () => {
+  const env = { HTTPS_PROXY: 'http://p.example:3128', NO_PROXY: 'localhost,.internal.example,10.1.2.3,hub.example:8443' };
+  it.each([
+    ['hub.example', 443, undefined, 'http://p.example:3128'],
+    ['hub.example', 8443, undefined, undefined],
+    ['a.internal.example', 443, undefined, undefined],
+    ['internal.example', 443, undefined, undefined],
+    ['localhost', 443, undefined, undefined],
+    ['10.1.2.3', 443, undefined, undefined],
+    ['hub.example', 443, 'none', undefined],
+    ['a.internal.example', 443, 'http://u:p@q.example:8080', 'http://q.example:8080'],
+  ])('%s:%d (config %s) → %s', (host, port, configured, expected) => {
+    expect(proxyFor(host, port, configured, env)?.display).toBe(expected);
+  });
+
+  it('never lets the password into what may be logged, but sends it', () => {
+    const p = parseProxyUrl('http://user:p%40ss@proxy.example:3128');
+    expect(p.display).toBe('http://proxy.example:3128');
+    expect(Buffer.from(p.authorization!.slice('Basic '.length), 'base64').toString()).toBe('user:p@ss');
+    expect(() => parseProxyUrl('socks5://proxy.example:1080')).toThrow(/only http:\/\/ CONNECT proxies/);
+  });
+});
