@@ -1,0 +1,203 @@
+import type { WebSocket } from 'ws';
+import { formatBytes } from '../../core/format';
+import { formatDurationMs } from '../../core/duration';
+import { closeUnused, dialStream } from '../../core/stream-dial';
+import { startTunnel, type Tunnel } from '../../core/tunnel';
+import { CLOSE, encodeControl, type StreamRequest } from '../../wire';
+import type { AuditRecord } from '../audit';
+import type { PtyServiceConfig } from '../config';
+import { waitOpen, type SessionContext } from '../stream-session';
+import { listedShells } from './config-check';
+import { loadPty } from './load-pty';
+import { endSession } from './process-group';
+import { PtyStream, type PtyExit } from './pty-stream';
+import { currentUser, findSetpriv, isDirectory, lookupUser, type UserEntry } from './user';
+
+export const DEFAULT_TERM = 'xterm-256color';
+export const DEFAULT_COLS = 80;
+export const DEFAULT_ROWS = 24;
+/** A terminal larger than this is a malformed resize, not a screen. */
+const MAX_TERMINAL_CELLS = 10_000;
+const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const USER_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+interface SpawnPlan {
+  file: string;
+  args: string[];
+  cwd: string;
+  env: Record<string, string>;
+  user: UserEntry;
+}
+
+type SessionResult = Omit<AuditRecord, 'request_id' | 'service' | 'target'>;
+
+/**
+ * One accepted stream to a PTY service: a fresh terminal running the configured shell, as the
+ * configured user, joined to the streaming WebSocket. Binary frames are terminal bytes; text frames
+ * carry resizes in and the exit status out. However the stream ends, the terminal's whole session
+ * (every process in it) is ended: SIGHUP, SIGTERM, SIGKILL.
+ */
+export class PtyStreamSession {
+  private tunnel?: Tunnel;
+  private abortedWith?: { code: number; reason: string };
+  private userName?: string;
+
+  constructor(
+    private readonly req: StreamRequest,
+    private readonly service: PtyServiceConfig,
+    private readonly ctx: SessionContext,
+  ) {}
+
+  get streamName(): string {
+    return this.req.streamName;
+  }
+
+  get targetName(): string {
+    return `pty:${this.service.pty.command}`;
+  }
+
+  /** Who the shell runs as (known once the session has started). */
+  get user(): string | undefined {
+    return this.userName;
+  }
+
+  /** Resolves the user, the command line and the environment; throws a sentence for the service side. */
+  private async plan(): Promise<SpawnPlan> {
+    const cfg = this.service.pty;
+    if (!cfg.allow_any_command && !listedShells().has(cfg.command)) {
+      throw new Error(`${cfg.command} is not listed in /etc/shells`);
+    }
+    const me = currentUser();
+    let user = me;
+    let file = cfg.command;
+    let args = cfg.args;
+    if (cfg.user && cfg.user !== me.name) {
+      if (me.uid !== 0) throw new Error(`the agent runs as ${me.name}, not root, so it cannot start a shell as ${cfg.user}`);
+      const entry = await lookupUser(cfg.user);
+      if (!entry) throw new Error(`user ${cfg.user} does not exist on the device`);
+      user = entry;
+    }
+    if (user.uid !== me.uid) {
+      // node-pty's own uid/gid option keeps root's supplementary groups; setpriv sets all three.
+      const setpriv = findSetpriv();
+      if (!setpriv) throw new Error('setpriv (util-linux) is missing, so the shell cannot drop to another user');
+      args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', file, ...args];
+      file = setpriv;
+    }
+    const env: Record<string, string> = {
+      HOME: user.home,
+      USER: user.name,
+      LOGNAME: user.name,
+      SHELL: cfg.command,
+      PATH: user.uid === 0 ? ROOT_PATH : USER_PATH,
+      TERM: DEFAULT_TERM,
+      ...cfg.env,
+    };
+    return { file, args, cwd: isDirectory(user.home) ? user.home : '/', env, user };
+  }
+
+  async run(): Promise<SessionResult> {
+    const started = Date.now();
+    const elapsed = (): number => Date.now() - started;
+    const none = { bytes_to_target: 0, bytes_from_target: 0 };
+    const ws = dialStream(this.req.url, this.req.authToken, this.ctx.caPem, this.ctx.dial);
+    ws.on('error', () => undefined); // reported through the promises below
+    const [wsResult, planResult] = await Promise.allSettled([waitOpen(ws), this.plan()]);
+    if (wsResult.status === 'rejected') {
+      ws.terminate();
+      return { outcome: 'stream-failed', ...none, duration_ms: elapsed(), reason: `streaming endpoint: ${(wsResult.reason as Error).message}` };
+    }
+    if (planResult.status === 'rejected') {
+      const reason = `shell not started: ${(planResult.reason as Error).message}`;
+      closeUnused(ws, CLOSE.TARGET_UNAVAILABLE, reason);
+      return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason };
+    }
+    const plan = planResult.value;
+    this.userName = plan.user.name;
+    if (this.abortedWith) {
+      closeUnused(ws, this.abortedWith.code, this.abortedWith.reason);
+      return { outcome: 'closed', ...none, duration_ms: elapsed(), reason: this.abortedWith.reason, user: plan.user.name };
+    }
+    let pty: PtyStream;
+    try {
+      const api = await loadPty();
+      pty = new PtyStream(api.spawn(plan.file, plan.args, { name: plan.env.TERM, cols: DEFAULT_COLS, rows: DEFAULT_ROWS, cwd: plan.cwd, env: plan.env, encoding: null }));
+    } catch (err) {
+      const reason = `shell not started: ${(err as Error).message.split('\n')[0]}`;
+      closeUnused(ws, CLOSE.TARGET_UNAVAILABLE, reason);
+      return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason, user: plan.user.name };
+    }
+    return this.join(pty, ws, plan, started);
+  }
+
+  private async join(pty: PtyStream, ws: WebSocket, plan: SpawnPlan, started: number): Promise<SessionResult> {
+    const { log } = this.ctx;
+    const cfg = this.service.pty;
+    const sid = pty.pid; // forkpty makes the child a session leader: its pid is the session id
+    log.info({ pid: sid, user: plan.user.name }, 'shell started');
+    let idleTimer: NodeJS.Timeout | undefined;
+    const armIdle = (): void => {
+      if (!cfg.idle_timeout) return;
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => this.tunnel?.close(CLOSE.LIMIT, `idle for ${formatDurationMs(cfg.idle_timeout!)}`), cfg.idle_timeout);
+    };
+    const maxTimer = cfg.max_duration
+      ? setTimeout(() => this.tunnel?.close(CLOSE.LIMIT, `session reached max_duration ${formatDurationMs(cfg.max_duration!)}`), cfg.max_duration)
+      : undefined;
+    armIdle();
+    this.tunnel = startTunnel(pty, ws, {
+      halfClose: false,
+      onActivity: () => {
+        armIdle();
+        this.ctx.onActivity?.();
+      },
+      onControl: (msg, raw) => {
+        if (!msg) return log.warn({ length: raw.length }, 'malformed control message ignored');
+        if (msg.type !== 'resize') return log.debug({ type: msg.type.slice(0, 32) }, 'unknown control message ignored');
+        const { cols, rows } = msg;
+        if (!Number.isInteger(cols) || !Number.isInteger(rows) || (cols as number) < 1 || (rows as number) < 1 || (cols as number) * (rows as number) > MAX_TERMINAL_CELLS) {
+          return log.warn({ cols: String(cols).slice(0, 16), rows: String(rows).slice(0, 16) }, 'bad resize ignored');
+        }
+        try {
+          pty.resize(cols as number, rows as number);
+        } catch (err) {
+          log.debug({ err }, 'resize failed');
+        }
+      },
+      finalText: () => (pty.exit ? encodeControl({ type: 'exit', code: pty.exit.code, signal: pty.exit.signal }) : undefined),
+    });
+    if (this.abortedWith) this.tunnel.close(this.abortedWith.code, this.abortedWith.reason);
+    const r = await this.tunnel.done;
+    clearTimeout(idleTimer);
+    clearTimeout(maxTimer);
+    // Whoever ended it, nothing of the session outlives the stream (background jobs included).
+    const ended = await endSession(sid);
+    if (ended.left.length) log.error({ pids: ended.left }, 'processes of the session survived SIGKILL');
+    pty.destroy();
+    const exit: PtyExit | undefined = pty.exit ?? (await Promise.race([pty.exited, new Promise<undefined>((r2) => setTimeout(() => r2(undefined), 1000).unref())]));
+    const how = exit ? (exit.signal ? `shell killed by ${exit.signal}` : `shell exited ${exit.code}`) : 'shell state unknown';
+    const reason = r.error
+      ? `error: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`
+      : `${r.endedBy} closed${r.closeReason ? `: ${r.closeReason}` : ''} (${r.closeCode}), ${how}`;
+    log.info(
+      { bytes_to_target: r.bytesIn, bytes_from_target: r.bytesOut, exit_code: exit?.code, exit_signal: exit?.signal },
+      `shell session closed: ${reason}, sent ${formatBytes(r.bytesOut)} received ${formatBytes(r.bytesIn)}`,
+    );
+    return {
+      outcome: 'closed',
+      bytes_to_target: r.bytesIn,
+      bytes_from_target: r.bytesOut,
+      duration_ms: Date.now() - started,
+      reason,
+      user: plan.user.name,
+      exit_code: exit?.code ?? null,
+      exit_signal: exit?.signal ?? null,
+    };
+  }
+
+  /** Ends the stream from the device side (shutdown, limits); the session's processes follow. */
+  close(code: number, reason: string): void {
+    if (this.tunnel) this.tunnel.close(code, reason);
+    else this.abortedWith = { code, reason };
+  }
+}
