@@ -13,7 +13,8 @@ import {
   type DeviceConnectionString,
   type StreamResponseStatus,
 } from '../wire';
-import { describeConnectError } from '../core/connect-errors';
+import { describeConnectError, isCertificateError } from '../core/connect-errors';
+import { clockSkewSentence, describePeerCertificate, hubClockOffsetMs } from '../core/diagnose';
 import { ProxyAgent, dialThroughProxy, proxyFor, type ProxySettings } from '../core/proxy';
 
 /** IoT Hub's MQTT over TLS port. */
@@ -31,6 +32,8 @@ export interface ControlChannelOptions {
   log: Logger;
   /** Injected in tests to shorten the token lifetime or the backoff. */
   tokenLifetimeS?: number;
+  /** The clock tokens are signed with (injected in tests to play a device with a wrong clock). */
+  now?: () => number;
   backoff?: Backoff;
   /** MQTT over WebSocket on the hub's port (default) or MQTT over TLS on `mqttTlsPort`. */
   transport?: 'websocket' | 'mqtt_tls';
@@ -88,7 +91,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private connect(): void {
     const { device, log } = this.opts;
     const lifetimeS = this.opts.tokenLifetimeS ?? SAS_LIFETIME_S;
-    const expiresAt = Math.floor(Date.now() / 1000) + lifetimeS;
+    const expiresAt = Math.floor((this.opts.now ?? Date.now)() / 1000) + lifetimeS;
     const password = device.sharedAccessKey
       ? createSasToken({ resource: deviceResourceUri(device.hostName, device.deviceId, device.moduleId), key: device.sharedAccessKey, expiresAt })
       : '';
@@ -167,6 +170,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       failed = true;
       this.lastError = describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile });
       log.warn({ hub: device.hostName, err: this.lastError }, 'hub connection failed');
+      void this.diagnose(err);
     });
     client.on('close', () => {
       if (this.client !== client) return;
@@ -181,6 +185,30 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       client.end(true);
       this.scheduleReconnect();
     });
+  }
+
+  /**
+   * A second look after a failure, so the log names the cause: the certificate the hub presented when
+   * it was not trusted, or this device's clock when the hub refused its (SAS) credentials.
+   */
+  private async diagnose(err: Error & { code?: unknown }): Promise<void> {
+    const { device, log } = this.opts;
+    const { host, port } = this.endpoint();
+    if (isCertificateError(err)) {
+      const shown = await describePeerCertificate({ host, port, proxy: this.opts.proxy });
+      if (shown) {
+        this.lastError = `${describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile })}; it presented ${shown}`;
+        log.warn({ hub: device.hostName, err: this.lastError }, 'hub certificate not trusted');
+      }
+    } else if ((err.code === 4 || err.code === 5) && device.sharedAccessKey) {
+      const https = splitHostName(device.hostName, 443);
+      const now = this.opts.now ?? Date.now;
+      const skew = clockSkewSentence(await hubClockOffsetMs({ ...https, proxy: this.opts.proxy, ca: this.opts.caPem, insecure: this.opts.insecure ?? false }, now), now());
+      if (skew) {
+        this.lastError = `the hub refused the device's token: ${skew}`;
+        log.error({ hub: device.hostName, err: this.lastError }, 'clock is wrong');
+      }
+    }
   }
 
   private scheduleReconnect(): void {

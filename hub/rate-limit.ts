@@ -10,9 +10,9 @@ export interface RateLimit {
   perSecond: number;
 }
 
-/** Defaults: generous for people, firm for a runaway script hammering one device or one credential. */
-export const DEFAULT_DEVICE_STREAM_LIMIT: RateLimit = { burst: 10, perSecond: 1 };
-export const DEFAULT_SERVICE_STREAM_LIMIT: RateLimit = { burst: 100, perSecond: 20 };
+/** Defaults: room for a burst of parallel streams (scp -r, a build farm), firm for a runaway loop. */
+export const DEFAULT_DEVICE_STREAM_LIMIT: RateLimit = { burst: 100, perSecond: 20 };
+export const DEFAULT_SERVICE_STREAM_LIMIT: RateLimit = { burst: 500, perSecond: 100 };
 
 interface Bucket {
   tokens: number;
