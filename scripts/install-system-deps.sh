@@ -6,7 +6,9 @@ set -euo pipefail
 PKGS=(openssh-server openssh-client mosquitto mosquitto-clients tmux socat iperf3 procps tinyproxy
   # Single executables and .debs (docs/packaging.md): cross compilers for node-pty's addon, qemu-user
   # to run the ARM Node that makes each SEA blob and the ARM binaries in tests, dpkg-deb, systemd-analyze.
-  g++ g++-aarch64-linux-gnu g++-arm-linux-gnueabihf binutils qemu-user dpkg-dev systemd xz-utils lintian)
+  g++ g++-aarch64-linux-gnu g++-arm-linux-gnueabihf binutils qemu-user dpkg-dev systemd xz-utils lintian
+  # sd_notify tests: a small python3 helper listens on the datagram socket.
+  python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,9 @@ export function streamRequestPath(deviceId: string, streamName: string, moduleId
   return `/twins/${encodeURIComponent(deviceId)}${mod}/streams/${encodeURIComponent(streamName)}?api-version=${API_VERSION}`;
 }
 
+/** IoT Hub's registry "list devices" path; our hub answers it with connection state and last health. */
+export const DEVICES_PATH = '/devices';
+
 export function parseStreamRequestPath(pathname: string): { deviceId: string; moduleId?: string; streamName: string } | null {
   const m = /^\/twins\/([^/]+)(?:\/modules\/([^/]+))?\/streams\/([^/]+)\/?$/.exec(pathname);
   if (!m) return null;
