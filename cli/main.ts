@@ -10,6 +10,7 @@ import { Connect } from '../service/connect';
 import { HubClient } from '../service/hub-client';
 import { DevstreamsError, formatDeviceConnectionString, formatServiceConnectionString, isDevstreamsError, parseServiceConnectionString } from '../wire';
 import { EXIT } from './exit-codes';
+import { provisionCommand } from './provision';
 import { versionText } from './version';
 
 interface Stoppable {
@@ -151,6 +152,8 @@ export function buildProgram(): Command {
       if (!config) throw new ConfigError(problems);
       process.stdout.write(`${file}: ok (${Object.keys(config.services).length} services)\n`);
     });
+
+  program.addCommand(provisionCommand());
 
   return program;
 }

@@ -1,0 +1,185 @@
+import { chownSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isMap, parseDocument } from 'yaml';
+import { parseDeviceConnectionString } from '../wire';
+import { CONNECTION_STRING_ENV, ConfigError, formatProblem, parseAgentConfig, type ConfigProblem } from './config';
+
+/**
+ * First-boot provisioning for Pi images (devstreams-firstboot.service runs `devstreams provision`).
+ *
+ * A person flashing a card drops, on the boot partition, `devstreams.yaml` (a whole agent config)
+ * and/or `devstreams-connection-string.txt` (just the device's connection string). This installs
+ * them into the config directory and removes them from the boot partition (FAT: anyone with the card
+ * can read it). The secret never stays in agent.yaml: it goes to `connection-string` (root, 0600),
+ * which the hardened unit hands to the agent as a systemd credential; agent.yaml (root:devstreams,
+ * 0640) points at that credential. If what was dropped is invalid, nothing is installed, the dropped
+ * files stay, and `devstreams-error.txt` next to them says why (readable on the PC that wrote them).
+ */
+export const BOOT_CONFIG_NAME = 'devstreams.yaml';
+export const BOOT_CONNECTION_STRING_NAME = 'devstreams-connection-string.txt';
+export const BOOT_ERROR_NAME = 'devstreams-error.txt';
+export const CONFIG_FILE_NAME = 'agent.yaml';
+export const CONNECTION_STRING_FILE_NAME = 'connection-string';
+/** Where systemd's LoadCredential=connection-string:… in config/devstreams-agent.service puts the secret. */
+export const CREDENTIAL_PATH = '/run/credentials/devstreams-agent.service/connection-string';
+const CONFIG_MODE = 0o640;
+const SECRET_MODE = 0o600;
+
+export interface ProvisionOptions {
+  /** Searched in order; the first that holds a dropped file is used (Pi OS bookworm: /boot/firmware, bullseye: /boot). */
+  bootDirs: string[];
+  /** Usually /etc/devstreams. */
+  configDir: string;
+  /** The group that may read agent.yaml (the service's group). */
+  group?: string;
+  /** Where to look the group up (the target's /etc/group). */
+  groupFile?: string;
+}
+
+export interface ProvisionResult {
+  /** The boot directory the files came from; undefined when nothing was dropped. */
+  bootDir?: string;
+  installed: string[];
+  removed: string[];
+}
+
+function readDropped(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/** The group's id from an /etc/group-format file; undefined when it is not there. */
+export function lookupGroupId(name: string, groupFile = '/etc/group'): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(groupFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const [n, , gid] = line.split(':');
+    if (n === name && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  return undefined;
+}
+
+/** Write aside, fsync, chmod, chown (when root), rename: a power cut leaves the old file or the new one. */
+function installFile(file: string, text: string, mode: number, uid: number, gid: number): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, text, { mode, flag: 'wx' });
+    const fd = openSync(tmp, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (process.getuid?.() === 0) chownSync(tmp, uid, gid);
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // vfat and some others refuse fsync on a directory; the unlink still happened
+  }
+}
+
+function problem(file: string, message: string): ConfigProblem {
+  return { file, line: 1, col: 1, message };
+}
+
+/**
+ * Installs what was dropped on the boot partition. Throws ConfigError (exit 78) listing every
+ * problem when it is invalid, after writing them to devstreams-error.txt in the boot directory.
+ */
+export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
+  const bootDir = opts.bootDirs.find((d) => existsSync(join(d, BOOT_CONFIG_NAME)) || existsSync(join(d, BOOT_CONNECTION_STRING_NAME)));
+  if (!bootDir) return { installed: [], removed: [] };
+  const yamlPath = join(bootDir, BOOT_CONFIG_NAME);
+  const csPath = join(bootDir, BOOT_CONNECTION_STRING_NAME);
+  const configPath = join(opts.configDir, CONFIG_FILE_NAME);
+  const secretPath = join(opts.configDir, CONNECTION_STRING_FILE_NAME);
+  const problems: ConfigProblem[] = [];
+
+  // The connection string: the .txt, else inline in the dropped yaml, else the one already installed.
+  const droppedCs = readDropped(csPath)?.trim();
+  if (droppedCs !== undefined) {
+    try {
+      parseDeviceConnectionString(droppedCs);
+    } catch (err) {
+      problems.push(problem(csPath, `not a device connection string: ${(err as Error).message}`));
+    }
+  }
+  const droppedYaml = readDropped(yamlPath);
+  let configText: string | undefined;
+  let inlineCs: string | undefined;
+  if (droppedYaml !== undefined) {
+    const doc = parseDocument(droppedYaml);
+    const hub = doc.get('hub', true);
+    if (isMap(hub) && typeof hub.get('connection_string') === 'string') {
+      inlineCs = String(hub.get('connection_string'));
+      // Keep the secret out of the group-readable config: the agent reads systemd's credential.
+      hub.delete('connection_string');
+      if (!hub.has('connection_string_file')) hub.set('connection_string_file', CREDENTIAL_PATH);
+    }
+    configText = inlineCs === undefined ? droppedYaml : doc.toString();
+  }
+  const installedCs = readDropped(secretPath)?.trim();
+  const cs = droppedCs ?? inlineCs ?? installedCs;
+  if (droppedYaml !== undefined) {
+    // Validate what the person wrote (their line numbers), with the connection string it will run with.
+    const env: NodeJS.ProcessEnv = cs !== undefined && inlineCs === undefined ? { [CONNECTION_STRING_ENV]: cs } : {};
+    const { problems: yamlProblems } = parseAgentConfig(droppedYaml, yamlPath, env);
+    problems.push(...yamlProblems);
+    if (cs === undefined && !yamlProblems.length) {
+      problems.push(problem(yamlPath, `no device connection string: put hub.connection_string in it, or drop ${BOOT_CONNECTION_STRING_NAME} next to it`));
+    }
+  }
+
+  const errorPath = join(bootDir, BOOT_ERROR_NAME);
+  if (problems.length) {
+    const text = `devstreams could not install the files on this partition; nothing was changed.\n\n${problems.map(formatProblem).join('\n')}\n`;
+    try {
+      writeFileSync(errorPath, text);
+    } catch {
+      // a read-only boot partition: the journal still has the problems
+    }
+    throw new ConfigError(problems);
+  }
+
+  const gid = lookupGroupId(opts.group ?? 'devstreams', opts.groupFile) ?? (existsSync(configPath) ? statSync(configPath).gid : 0);
+  const installed: string[] = [];
+  const secret = droppedCs ?? inlineCs;
+  if (secret !== undefined) {
+    installFile(secretPath, `${secret}\n`, SECRET_MODE, 0, 0);
+    installed.push(secretPath);
+  }
+  if (configText !== undefined) {
+    installFile(configPath, configText, CONFIG_MODE, 0, gid);
+    installed.push(configPath);
+  }
+  const removed: string[] = [];
+  for (const f of [yamlPath, csPath, errorPath]) {
+    if (existsSync(f)) {
+      rmSync(f, { force: true });
+      if (f !== errorPath) removed.push(f);
+    }
+  }
+  fsyncDir(bootDir);
+  return { bootDir, installed, removed };
+}

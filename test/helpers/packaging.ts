@@ -1,0 +1,115 @@
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { until } from './stack';
+
+export const REPO = resolve(__dirname, '../..');
+export type BinaryArch = 'arm64' | 'armv7' | 'x64';
+
+export const QEMU: Record<BinaryArch, string[]> = {
+  arm64: ['qemu-aarch64', '-L', '/usr/aarch64-linux-gnu'],
+  armv7: ['qemu-arm', '-L', '/usr/arm-linux-gnueabihf'],
+  x64: [],
+};
+
+export function binaryPath(arch: BinaryArch): string {
+  return resolve(REPO, `dist/devstreams-linux-${arch}`);
+}
+
+export function addonPath(arch: BinaryArch): string {
+  return resolve(REPO, `dist/native/pty-linux-${arch}.node`);
+}
+
+const LOCK = resolve(REPO, 'dist/.binary-build.lock');
+const LOCK_STALE_MS = 15 * 60_000;
+
+/**
+ * Brings the executables up to date with `make` (a no-op when nothing changed; ~10 s per target
+ * otherwise). Test files run in parallel processes: a lock directory keeps two of them from
+ * building the same target into the same work directory at once.
+ */
+export async function ensureBinaries(arches: BinaryArch[]): Promise<void> {
+  mkdirSync(resolve(REPO, 'dist'), { recursive: true });
+  await until(
+    () => {
+      try {
+        mkdirSync(LOCK);
+        return true;
+      } catch {
+        try {
+          if (Date.now() - statSync(LOCK).mtimeMs > LOCK_STALE_MS) rmSync(LOCK, { recursive: true, force: true });
+        } catch {
+          // gone already
+        }
+        return false;
+      }
+    },
+    'the binary build lock',
+    LOCK_STALE_MS,
+  );
+  try {
+    await promisify(execFile)('make', ['--no-print-directory', ...arches.map((a) => `dist/devstreams-linux-${a}`)], { cwd: REPO, maxBuffer: 64 << 20 });
+  } finally {
+    rmSync(LOCK, { recursive: true, force: true });
+  }
+}
+
+/** Runs an executable of any of our architectures to completion (under qemu-user for ARM). */
+export function runBinary(arch: BinaryArch, args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
+  const [cmd, ...pre] = [...QEMU[arch], binaryPath(arch)];
+  try {
+    const stdout = execFileSync(cmd!, [...pre, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return { status: 0, stdout, stderr: '' };
+  } catch (err) {
+    const e = err as { status: number | null; stdout: string; stderr: string };
+    return { status: e.status, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/** Starts an executable as a long-running process; lines of stdout+stderr are collected. */
+export function spawnBinary(arch: BinaryArch, args: string[], env: NodeJS.ProcessEnv = {}): { proc: ChildProcess; lines: string[]; stop: () => Promise<void> } {
+  const [cmd, ...pre] = [...QEMU[arch], binaryPath(arch)];
+  const proc = spawn(cmd!, [...pre, ...args], { env: { ...process.env, DEVSTREAMS_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let partial = '';
+  const onData = (chunk: Buffer): void => {
+    const parts = (partial + chunk.toString()).split('\n');
+    partial = parts.pop() ?? '';
+    lines.push(...parts);
+    if (process.env.TEST_LOG) for (const l of parts) process.stderr.write(`[${arch}] ${l}\n`);
+  };
+  proc.stdout!.on('data', onData);
+  proc.stderr!.on('data', onData);
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  return {
+    proc,
+    lines,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The dynamic symbol versions an ELF file needs, by readelf (binutils reads every architecture). */
+export function neededVersions(file: string): string[] {
+  const out = execFileSync('readelf', ['-W', '--version-info', file], { encoding: 'utf8' });
+  return [...new Set([...out.matchAll(/Name: ((?:GLIBC|GLIBCXX|CXXABI|GCC)_[\d.]+)/g)].map((m) => m[1]!))];
+}
+
+export function versionOf(tag: string): number[] {
+  return tag.replace(/^[A-Z]+_/, '').split('.').map(Number);
+}
+
+export function versionAtMost(tag: string, max: string): boolean {
+  const a = versionOf(tag);
+  const b = max.split('.').map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d < 0;
+  }
+  return true;
+}

@@ -1,0 +1,158 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeControl, isDevstreamsError } from '../wire';
+import { startStack, until, type Stack } from './helpers/stack';
+import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
+import { addonPath, binaryPath, ensureBinaries, neededVersions, runBinary, spawnBinary, versionAtMost, type BinaryArch } from './helpers/packaging';
+
+/**
+ * The single executables for the Pi, run here under qemu-user: what a Pi would run, byte for byte.
+ * `make` rebuilds them first when a source changed (about 10 s per architecture).
+ */
+const ARM: BinaryArch[] = ['arm64', 'armv7'];
+const EXPECT = {
+  arm64: { machine: 'AArch64', klass: 'ELF64', interpreter: '/lib/ld-linux-aarch64.so.1', node: /^v24\./, arch: 'arm64', glibcBase: 'GLIBC_2.17' },
+  armv7: { machine: 'ARM', klass: 'ELF32', interpreter: '/lib/ld-linux-armhf.so.3', node: /^v20\./, arch: 'arm', glibcBase: 'GLIBC_2.4' },
+} as const;
+/** Pi OS bullseye: glibc 2.31 and GCC 10's libstdc++; the addon must ask for no more than Node itself (glibc 2.28). */
+const MAX_GLIBC = '2.28';
+const MAX_GLIBCXX = '3.4.28';
+
+const tmp = mkdtempSync(join(tmpdir(), 'devstreams-binary-'));
+
+beforeAll(async () => {
+  await ensureBinaries(ARM);
+}, 600_000);
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe.each(ARM)('the %s executable', (arch) => {
+  const want = EXPECT[arch as 'arm64' | 'armv7'];
+
+  it('is an ELF executable for the Pi with the glibc dynamic loader', () => {
+    const header = execFileSync('readelf', ['-h', binaryPath(arch)], { encoding: 'utf8' });
+    expect(header).toMatch(new RegExp(`Class:\\s+${want.klass}`));
+    expect(header).toMatch(new RegExp(`Machine:\\s+${want.machine}\\n`));
+    expect(header).toMatch(/Type:\s+EXEC|Type:\s+DYN/);
+    if (arch === 'armv7') expect(header).toMatch(/hard-float ABI/);
+    const program = execFileSync('readelf', ['-lW', binaryPath(arch)], { encoding: 'utf8' });
+    expect(program).toContain(`[Requesting program interpreter: ${want.interpreter}]`);
+  });
+
+  it("carries node-pty's addon, built for glibc 2.28 and newer", () => {
+    const addon = addonPath(arch);
+    expect(execFileSync('readelf', ['-h', addon], { encoding: 'utf8' })).toMatch(new RegExp(`Machine:\\s+${want.machine}\\n`));
+    const versions = neededVersions(addon);
+    const glibc = versions.filter((v) => v.startsWith('GLIBC_'));
+    expect(glibc.length).toBeGreaterThan(0);
+    expect(glibc.filter((v) => !versionAtMost(v, MAX_GLIBC))).toEqual([]);
+    expect(versions.filter((v) => v.startsWith('GLIBCXX_') && !versionAtMost(v, MAX_GLIBCXX))).toEqual([]);
+    // forkpty/openpty are pinned to the base version and found in libutil.so.1 on glibc < 2.34.
+    const symbols = execFileSync('readelf', ['-W', '--dyn-syms', addon], { encoding: 'utf8' });
+    expect(symbols).toMatch(new RegExp(`forkpty@${want.glibcBase}\\b`));
+    expect(symbols).toMatch(new RegExp(`openpty@${want.glibcBase}\\b`));
+    expect(execFileSync('readelf', ['-d', addon], { encoding: 'utf8' })).toContain('Shared library: [libutil.so.1]');
+    // The very bytes travel inside the executable (base64 in the bundle in the SEA blob).
+    const b64 = Buffer.from(readFileSync(addon).toString('base64'));
+    expect(readFileSync(binaryPath(arch)).indexOf(b64)).toBeGreaterThan(0);
+  });
+
+  it('prints version, commit, Node version and architecture', () => {
+    const r = runBinary(arch, ['--version']);
+    expect(r.status).toBe(0);
+    const m = r.stdout.match(/^devstreams (\S+) \(commit (\S+)\) node (v[\d.]+) linux-(\w+)\n$/);
+    expect(m, r.stdout + r.stderr).not.toBeNull();
+    expect(m![1]).toBe(JSON.parse(readFileSync(join(__dirname, '../package.json'), 'utf8')).version);
+    expect(m![2]).not.toBe('dev');
+    expect(m![3]).toMatch(want.node);
+    expect(m![4]).toBe(want.arch);
+  });
+
+  it('checks a config: ok, or exit 78 with every problem at file:line:col', () => {
+    const good = join(tmp, `good-${arch}.yaml`);
+    writeFileSync(good, `hub:\n  connection_string: "HostName=hub.example;DeviceId=pi;SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}"\nservices:\n  ssh:\n    port: 22\n`);
+    const ok = runBinary(arch, ['check-config', good]);
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toContain(`${good}: ok (1 services)`);
+
+    const bad = join(tmp, `bad-${arch}.yaml`);
+    writeFileSync(bad, 'hub:\n  connection_string: "HostName=x"\nservices:\n  ssh:\n    port: 99999\n  web:\n    prot: 80\n');
+    const r = runBinary(arch, ['check-config', bad]);
+    expect(r.status).toBe(78);
+    expect(r.stderr).toMatch(new RegExp(`${bad}:5:11: .*port`));
+    expect(r.stderr.trim().split('\n').length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('the arm64 executable as the agent, against the x64 hub', () => {
+  let stack: Stack;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  let agent: ReturnType<typeof spawnBinary>;
+  const nativeDir = join(tmp, 'native');
+
+  beforeAll(async () => {
+    stack = await startStack();
+    echo = await startEchoServer();
+    const config = join(tmp, 'agent-arm64.yaml');
+    writeFileSync(
+      config,
+      [
+        'hub:',
+        `  connection_string: "${stack.deviceConnectionString('pi-arm64')}"`,
+        `  ca: ${stack.caFile}`,
+        'services:',
+        '  echo:',
+        `    port: ${echo.port}`,
+        '  shell:',
+        '    pty:',
+        '      command: /bin/sh',
+        '',
+      ].join('\n'),
+    );
+    agent = spawnBinary('arm64', ['agent', '--config', config], { DEVSTREAMS_NATIVE_DIR: nativeDir });
+    // Listening once it refuses a service it does not offer (the hub says "offline" until it subscribed).
+    await until(
+      async () => isDevstreamsError(await stack.client.requestStream('pi-arm64', 'probe-not-offered').catch((e: unknown) => e), 'EDEVICE_REFUSED'),
+      `the arm64 agent to listen (output: ${agent.lines.slice(-5).join(' | ')})`,
+      90_000,
+    );
+  }, 120_000);
+  afterAll(async () => {
+    await agent?.stop();
+    await stack?.stop();
+    await echo?.close();
+  });
+
+  it('carries a TCP stream byte for byte', async () => {
+    const port = (await stack.connect('pi-arm64', 'echo')).address.port;
+    const payload = random(1_000_000);
+    const back = await roundTrip(port, payload);
+    expect(back.length).toBe(payload.length);
+    expect(sha256(back)).toBe(sha256(payload));
+  });
+
+  it('runs a shell in a PTY, loading the addon it carries from DEVSTREAMS_NATIVE_DIR', async () => {
+    const ws = await stack.client.openStream(await stack.client.requestStream('pi-arm64', 'shell'));
+    let out = '';
+    let exit: Record<string, unknown> | undefined;
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) out += (data as Buffer).toString('utf8');
+      else exit = decodeControl(data.toString()) as Record<string, unknown> | undefined;
+    });
+    const closed = new Promise<void>((r) => ws.on('close', () => r()));
+    ws.resume();
+    // Arithmetic the shell does, so the echo of what we typed cannot pass for the answer.
+    ws.send(Buffer.from('echo "tty=$(tty) sum=$((6*7))"\n'), { binary: true });
+    await until(() => /sum=42/.test(out), `the shell's answer (got ${JSON.stringify(out.slice(-200))})`, 30_000);
+    expect(out).toMatch(/tty=\/dev\/pts\/\d+/);
+    ws.send(Buffer.from('exit 3\n'), { binary: true });
+    await closed;
+    expect(exit).toMatchObject({ type: 'exit', code: 3 });
+    // Content-addressed, written once, not readable-writable by others.
+    const files = readdirSync(nativeDir);
+    expect(files).toEqual([expect.stringMatching(/^pty-[0-9a-f]{32}\.node$/)]);
+  });
+});
