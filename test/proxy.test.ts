@@ -60,6 +60,27 @@ async function startTinyproxy(allowPorts: number[], auth = { user: 'dev', pass: 
   };
 }
 
+/** One stream from a fresh service client (proxy from `proxyUrl`, else the environment): text out, echo back. */
+async function echoOnce(stack: Stack, deviceId: string, text: string, proxyUrl?: string): Promise<string> {
+  const client = new HubClient({
+    service: parseServiceConnectionString(stack.serviceConnectionString),
+    caPem: stack.caPem,
+    caFile: stack.caFile,
+    ...(proxyUrl ? { proxy: proxyUrl } : {}),
+  });
+  try {
+    const ws = await client.openStream(await client.requestStream(deviceId, 'echo'));
+    const reply = new Promise<Buffer>((resolve) => ws.once('message', (d: Buffer) => resolve(d)));
+    ws.resume();
+    ws.send(Buffer.from(text));
+    const back = (await reply).toString();
+    ws.close();
+    return back;
+  } finally {
+    client.close();
+  }
+}
+
 describe('HTTP CONNECT proxy (tinyproxy) for control channel and streams', () => {
   let stack: Stack;
   let proxy: Tinyproxy;
@@ -91,18 +112,7 @@ describe('HTTP CONNECT proxy (tinyproxy) for control channel and streams', () =>
     await stack.startAgent(`  echo:\n    port: ${echo.port}\n`, { deviceId: 'pi-ws', extraHubYaml: `  proxy: "${proxy.url}"\n` });
     // control channel: one CONNECT to the hub's port
     expect(proxy.connectsTo(hubPort)).toBe(before + 1);
-    const client = new HubClient({ service: parseServiceConnectionString(stack.serviceConnectionString), caPem: stack.caPem, caFile: stack.caFile, proxy: proxy.url });
-    try {
-      const accepted = await client.requestStream('pi-ws', 'echo');
-      const ws = await client.openStream(accepted);
-      const reply = new Promise<Buffer>((resolve) => ws.once('message', (d: Buffer) => resolve(d)));
-      ws.resume();
-      ws.send(Buffer.from('through the proxy'));
-      expect((await reply).toString()).toBe('through the proxy');
-      ws.close();
-    } finally {
-      client.close();
-    }
+    expect(await echoOnce(stack, 'pi-ws', 'through the proxy', proxy.url)).toBe('through the proxy');
     // REST request, the service's stream leg and the agent's stream leg: three more CONNECTs.
     await until(() => proxy.connectsTo(hubPort) >= before + 4, 'the REST request and both stream legs to pass the proxy');
     expect(proxy.log()).not.toContain('s3cret-pass');
@@ -120,18 +130,7 @@ describe('HTTP CONNECT proxy (tinyproxy) for control channel and streams', () =>
     process.env.HTTPS_PROXY = proxy.url;
     delete process.env.NO_PROXY;
     const beforeHub = proxy.connectsTo(hubPort);
-    const client = new HubClient({ service: parseServiceConnectionString(stack.serviceConnectionString), caPem: stack.caPem, caFile: stack.caFile });
-    try {
-      const accepted = await client.requestStream('pi-tls', 'echo');
-      const ws = await client.openStream(accepted);
-      const reply = new Promise<Buffer>((resolve) => ws.once('message', (d: Buffer) => resolve(d)));
-      ws.resume();
-      ws.send(Buffer.from('over mqtt/tls'));
-      expect((await reply).toString()).toBe('over mqtt/tls');
-      ws.close();
-    } finally {
-      client.close();
-    }
+    expect(await echoOnce(stack, 'pi-tls', 'over mqtt/tls')).toBe('over mqtt/tls');
     await until(() => proxy.connectsTo(hubPort) >= beforeHub + 3, 'REST and both stream legs to pass the proxy');
   });
 
