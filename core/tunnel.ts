@@ -3,6 +3,7 @@ import { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
 import { CLOSE, closeReason, decodeControl, encodeControl } from '../wire';
 import { WebSocketSink, WS_HIGH_WATER_BYTES } from './ws-sink';
+import { WS_PING_INTERVAL_MS, heartbeat } from './ws-heartbeat';
 
 /** How long a local peer may keep its side open after we sent our FIN, before it is cut. */
 export const LINGER_MS = 30_000;
@@ -21,6 +22,8 @@ export interface TunnelOptions {
   /** Any byte in either direction (for idle timeouts). */
   onActivity?: () => void;
   highWaterBytes?: number;
+  /** WebSocket ping interval; a peer silent for two intervals is cut (half-open TCP). */
+  pingIntervalMs?: number;
 }
 
 export interface TunnelResult {
@@ -191,6 +194,7 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
   ws.on('message', wsOnMessage);
   ws.on('close', wsOnClose);
   ws.on('error', wsOnError);
+  heartbeat(ws, opts.pingIntervalMs ?? WS_PING_INTERVAL_MS);
   if (ws.isPaused) ws.resume();
   // An explicitly paused stream (pauseOnConnect) stays paused when a 'data' listener is added.
   local.resume();

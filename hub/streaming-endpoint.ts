@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { heartbeat } from '../core/ws-heartbeat';
 import type { Logger } from '../core/log';
 import { formatBytes } from '../core/format';
 import { CLOSE, MAX_FRAME_BYTES, parseBearer } from '../wire';
@@ -70,6 +71,8 @@ export class StreamingEndpoint {
 
   private attach(ws: WebSocket, claims: StreamTokenClaims): void {
     const leg = new Leg(ws, claims.side);
+    // Both sides are pinged: a side that vanished without closing ends the stream for the other.
+    heartbeat(ws);
     let p = this.pending.get(claims.streamId);
     if (!p) {
       p = {
