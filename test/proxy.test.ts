@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseAgentConfig } from '../agent/config';
 import { dialThroughProxy, parseProxyUrl, proxyFor } from '../core/proxy';
 import { HubClient } from '../service/hub-client';
 import { isDevstreamsError, parseServiceConnectionString } from '../wire';
@@ -186,6 +187,14 @@ describe('which proxy applies', () => {
     ['a.internal.example', 443, 'http://u:p@q.example:8080', 'http://q.example:8080'],
   ])('%s:%d (config %s) → %s', (host, port, configured, expected) => {
     expect(proxyFor(host, port, configured, env)?.display).toBe(expected);
+  });
+
+  it('a bad hub.proxy is a config error at its line', () => {
+    const yaml = 'hub:\n  connection_string: "HostName=h;DeviceId=d;SharedAccessKey=aGVsbG8="\n  proxy: socks5://p.example:1080\n';
+    const { config, problems } = parseAgentConfig(yaml, 'a.yaml');
+    expect(config).toBeUndefined();
+    expect(problems).toEqual([{ file: 'a.yaml', line: 3, col: 10, message: 'hub.proxy: proxy scheme socks5: is not supported (only http:// CONNECT proxies)' }]);
+    expect(parseAgentConfig(yaml.replace('socks5://p.example:1080', 'none'), 'a.yaml').config?.hub.proxy).toBe('none');
   });
 
   it('never lets the password into what may be logged, but sends it', () => {
