@@ -192,9 +192,14 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** The agent that wrote the file is gone (its pid is not running) or stuck (no refresh for 30 s). */
+export function statusIsStale(s: StatusSnapshot, now = Date.now()): boolean {
+  return now - Date.parse(s.updated_at) > 3 * STATUS_REFRESH_MS || !pidAlive(s.pid);
+}
+
 /** The text `devstreams status` prints. */
 export function formatStatus(s: StatusSnapshot, now = Date.now()): string {
-  const stale = now - Date.parse(s.updated_at) > 3 * STATUS_REFRESH_MS || !pidAlive(s.pid);
+  const stale = statusIsStale(s, now);
   const lines = [
     `agent ${s.version} pid ${s.pid}${stale ? ` (NOT RUNNING or stuck: status last written ${ago(s.updated_at, now)} ago)` : ''}, up ${ago(s.started_at, now)}`,
     `device ${s.device} on hub ${s.hub}: ${s.connection.state} for ${ago(s.connection.since, now)}, ${s.connection.reconnects} reconnects` +

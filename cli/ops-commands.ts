@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { parseDocument } from 'yaml';
 import type { Agent } from '../agent/agent';
 import { ConfigError, formatProblem, loadAgentConfig } from '../agent/config';
-import { defaultStatusFile, formatStatus, readStatusFile, STATUS_REFRESH_MS } from '../agent/status';
+import { defaultStatusFile, formatStatus, readStatusFile, statusIsStale } from '../agent/status';
 import type { Logger } from '../core/log';
 import type { DeviceView } from '../hub/devices';
 import { HubClient } from '../service/hub-client';
@@ -92,7 +92,7 @@ export function registerOpsCommands(program: Command): void {
         return;
       }
       process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
-      if (Date.now() - Date.parse(status.updated_at) > 3 * STATUS_REFRESH_MS) process.exitCode = EXIT.UNAVAILABLE;
+      if (statusIsStale(status)) process.exitCode = EXIT.UNAVAILABLE;
     });
 
   program

@@ -38,7 +38,7 @@ function writeAgentConfig(dir: string, name: string, cs: string, body: string): 
   writeFileSync(secret, `${cs}\n`, { mode: 0o600 });
   const statusFile = join(dir, `${name}.status.json`);
   const file = join(dir, `${name}.yaml`);
-  writeFileSync(file, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\nstatus_file: ${statusFile}\ntelemetry:\n  interval_s: 0\n${body}`);
+  writeFileSync(file, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\nstatus_file: ${statusFile}\n${body.includes('telemetry:') ? '' : 'telemetry:\n  interval_s: 0\n'}${body}`);
   return { file, statusFile };
 }
 
@@ -156,6 +156,35 @@ describe('agent process: signals, sd_notify, hub crash, flood', () => {
     expect(agent.proc.exitCode).toBeNull();
     echoPort.close();
     echo2.close();
+  });
+
+  it('`status` shows the local agent; `devices` lists it at the hub; kill -9 of the agent marks it offline', async () => {
+    const { agent, statusFile } = startAgent('seen', `services:\n  echo:\n    port: ${echo.port}\ntelemetry:\n  interval_s: 10\n`);
+    await agent.waitForLine(/listening for stream requests/);
+    await until(() => readStatus(statusFile)?.connection.state === 'connected', 'status file');
+    const refused = await world.client.requestStream('seen', 'nope').catch((e: unknown) => e);
+    expect((refused as Error).message).toMatch(/not in the device's allowlist/);
+    await until(() => (readStatus(statusFile)?.recent_refusals.length ?? 0) > 0, 'the refusal in the status file');
+    const status = await runCliToEnd(['status', '--file', statusFile]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/device seen on hub 127\.0\.0\.1:\d+: connected/);
+    expect(status.stdout).toMatch(/recent refusals:\n.* nope rid=\S+: service "nope" is not in the device's allowlist/);
+    const secrets = new HubDataDir(dir).secrets();
+    const env = {
+      DEVSTREAMS_CONNECTION_STRING: formatServiceConnectionString({ hostName: `127.0.0.1:${world.hub.port}`, sharedAccessKeyName: secrets.service_policy_name, sharedAccessKey: secrets.service_policy_key }),
+    };
+    await until(async () => (await world.client.listDevices()).some((d) => d.deviceId === 'seen' && d.health !== null), 'health at the hub');
+    const devices = await runCliToEnd(['devices', '--ca', join(dir, 'ca.pem')], env);
+    expect(devices.code).toBe(0);
+    expect(devices.stdout).toMatch(/^DEVICE\s+ONLINE\s+LAST SEEN\s+CPU\s+TEMP\s+MEM\s+DISK \/\s+STREAMS\s+VERSION$/m);
+    expect(devices.stdout).toMatch(/^seen\s+yes\s+\d+s ago\s+\S+\s+\S+\s+\d+%\s+\d+%\s+0\s+\S+$/m);
+    // No DISCONNECT, no goodbye: the hub must still learn that the device is gone.
+    agent.proc.kill('SIGKILL');
+    await agent.exited;
+    await until(async () => (await world.client.listDevices()).find((d) => d.deviceId === 'seen')?.connectionState === 'Disconnected', 'the device to show offline');
+    const after = await runCliToEnd(['status', '--file', statusFile]);
+    expect(after.code).toBe(69);
+    expect(after.stdout).toMatch(/NOT RUNNING/);
   });
 
   it('SIGTERM: closes open streams with 1001 and exits 0 within the stop deadline', async () => {
