@@ -43,9 +43,44 @@ export class Agent {
       log: this.log.child({ part: 'control' }),
       ...(this.config.caPem ? { caPem: this.config.caPem } : {}),
       ...(this.config.hub.ca ? { caFile: this.config.hub.ca } : {}),
+      transport: this.config.hub.transport,
+      mqttTlsPort: this.config.hub.mqtt_tls_port,
+      proxy: this.config.hub.proxy,
+      insecure: this.config.hub.insecure,
+      ...(this.config.identity ? { identity: this.config.identity } : {}),
+      ...(this.config.brokerSettings ? { broker: this.config.brokerSettings } : {}),
     });
     this.control.on('request', (topic) => this.onRequest(topic));
+    this.control.on('connected', () => {
+      this.stats.setConnected(true);
+      void this.notify.status(this.statusLine());
+      void this.telemetry?.sendNow();
+    });
+    this.control.on('disconnected', () => {
+      this.stats.setConnected(false);
+      void this.notify.status(this.statusLine());
+    });
+    const snapshot = (): StatusSnapshot => this.snapshot();
+    if (this.statusFileName) {
+      this.statusFile = new StatusFile(this.statusFileName, snapshot, this.log.child({ part: 'status' }));
+      this.stats.onChange(() => this.statusFile?.changed());
+      this.statusFile.start();
+    }
+    this.telemetry = new Telemetry({
+      intervalMs: this.config.telemetry.interval_s * 1000,
+      snapshot,
+      publish: (payload) => this.control?.publish(this.control.telemetryTopic(), payload),
+      log: this.log.child({ part: 'telemetry' }),
+    });
+    this.telemetry.start();
     this.control.start();
+    if (this.config.metrics_listen) {
+      this.metrics = new MetricsServer(this.config.metrics_listen, snapshot, this.log.child({ part: 'metrics' }));
+      await this.metrics.start();
+    }
+    // Ready once running, not once connected: a hub that is down at boot must not fail the unit's start.
+    await this.notify.ready(this.statusLine());
+    this.notify.startWatchdog();
     this.log.info({ device: device.deviceId, hub: device.hostName, services: Object.keys(this.config.services) }, 'agent started');
   }
 
@@ -75,14 +110,54 @@ export class Agent {
     this.control?.respond(200, req.requestId);
     this.streamsTotal++;
     const log = this.log.child({ rid: req.requestId, svc: req.streamName });
-    const session = new TcpStreamSession(req, service, { log, ...(this.config.caPem ? { caPem: this.config.caPem } : {}) });
+    let expiry: { activity(): void } | undefined;
+    if (this.config.hub.insecure) log.warn('INSECURE: TLS verification is OFF for this stream (insecure: true in config)');
+    const sessionCtx = {
+      log,
+      ...(this.config.caPem ? { caPem: this.config.caPem } : {}),
+      dial: { proxy: this.config.hub.proxy, insecure: this.config.hub.insecure },
+      onActivity: () => expiry?.activity(),
+    };
+    // A PTY service is a shell on the device; it exists only when the config names one.
+    const session = isPtyService(service) ? new PtyStreamSession(req, service, sessionCtx) : new TcpStreamSession(req, service, sessionCtx);
+    const timer = watchStream(slot.limits, (reason) => {
+      log.info({ reason }, 'stream limit reached: closing');
+      session.close(CLOSE.LIMIT, reason);
+    });
+    expiry = timer;
     this.sessions.add(session);
+    this.stats.opened({ request_id: req.requestId, service: req.streamName, target: session.targetName });
     log.info({ target: session.targetName, open: this.sessions.size, total: this.streamsTotal }, 'stream accepted');
+    let bytes = { to: 0, from: 0 };
     session
       .run()
-      .then((r) => writeAudit(this.log, { ...ctx, target: session.targetName, ...r }))
+      .then((r) => {
+        bytes = { to: r.bytes_to_target, from: r.bytes_from_target };
+        writeAudit(this.log, { ...ctx, target: session.targetName, ...r });
+      })
       .catch((err: unknown) => log.error({ err }, 'stream session failed'))
-      .finally(() => this.sessions.delete(session));
+      .finally(() => {
+        timer.stop();
+        slot.release();
+        this.sessions.delete(session);
+        this.stats.closed(req.requestId, bytes.to, bytes.from);
+      });
+  }
+
+  /**
+   * Applies a reloaded config (SIGHUP): the allowlist, stream hosts, limits and log level apply to
+   * new streams at once; open streams keep going. Hub connection settings need a restart.
+   */
+  reload(next: AgentConfig): void {
+    const hubChanged = JSON.stringify({ ...next.hub, caPem: undefined }) !== JSON.stringify({ ...this.config.hub, caPem: undefined }) || next.device.deviceId !== this.config.device.deviceId || next.device.hostName !== this.config.device.hostName;
+    if (hubChanged) this.log.warn('hub connection settings changed: they apply after a restart; the rest of the config applies now');
+    const keep = { hub: this.config.hub, device: this.config.device, ...(this.config.caPem ? { caPem: this.config.caPem } : {}) };
+    this.config = { ...next, ...keep };
+    this.allowedHosts = allowedStreamHosts(this.config.device.hostName, next.hub.stream_hosts);
+    this.limits.update(this.config);
+    this.log.level = next.log.level;
+    this.log.info({ services: Object.keys(next.services), file: next.file }, 'config reloaded');
+    void this.notify.status(this.statusLine());
   }
 
   /** Stops taking requests, closes open streams (deadline STOP_DEADLINE_MS) and the control channel. Never throws. */

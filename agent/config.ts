@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
+import { proxyUrlProblem } from '../core/proxy';
+import { loadDeviceIdentity, type DeviceIdentity } from './identity';
+import { parseDurationMs } from '../core/duration';
 import { DevstreamsError, parseDeviceConnectionString, type DeviceConnectionString } from '../wire';
+import { ptyServiceProblems } from './pty/config-check';
+import { brokerSection, loadBrokerSettings, type BrokerSettings } from './broker-config';
 
 /**
  * The agent's configuration: one zod schema gives the type, the validation and the defaults.
@@ -37,8 +42,21 @@ export const agentConfigSchema = z.strictObject({
     ca: z.string().min(1).optional(),
     /** Extra hosts (`name`, `*.domain`, optionally `:port`) whose streaming URLs the agent may dial. */
     stream_hosts: z.array(z.string().min(1)).default([]),
+    /** Control channel: MQTT over WebSocket on the hub's port (443: one outbound port) or MQTT over TLS. */
+    transport: z.enum(['websocket', 'mqtt_tls']).default('websocket'),
+    /** Port of the hub's MQTT/TLS listener when transport is mqtt_tls. */
+    mqtt_tls_port: z.number().int().min(1).max(65535).default(8883),
+    /** HTTP CONNECT proxy `http://[user:pass@]host:port`, or `none`; HTTPS_PROXY/NO_PROXY otherwise. */
+    proxy: z.string().min(1).optional(),
+    /** X.509 identity (connection string `x509=true`): PEM files, not readable by group or others. */
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    /** Turns TLS verification off. Never in production; logged loudly at every connect. */
+    insecure: z.boolean().default(false),
   }),
-  services: z.record(serviceName, tcpService).default({}),
+  /** Fleet mode: connect to an external MQTT broker instead of the hub (agent/broker-config.ts). */
+  broker: brokerSection.optional(),
+  services: z.record(serviceName, z.union([tcpService, ptyService])).default({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
@@ -75,6 +93,10 @@ export interface AgentConfig extends AgentConfigFile {
   device: DeviceConnectionString;
   /** Contents of hub.ca, read at load time so a reload sees the new file. */
   caPem?: Buffer;
+  /** hub.cert and hub.key, read and checked at load time (X.509 devices). */
+  identity?: DeviceIdentity;
+  /** broker section, files read (fleet mode). */
+  brokerSettings?: BrokerSettings;
 }
 
 export interface ConfigProblem {
@@ -231,8 +253,13 @@ export function parseAgentConfig(text: string, file: string, env: NodeJS.Process
       at(nodeAt(doc, ['hub', 'ca']), `hub.ca: cannot read ${data.hub.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
+  for (const p of ptyServiceProblems(data.services)) at(nodeAt(doc, p.path), p.message);
+  const identity = loadDeviceIdentity(data.hub, device, (key, message) => at(nodeAt(doc, ['hub', key]), message));
+  const proxyProblem = data.hub.proxy ? proxyUrlProblem(data.hub.proxy) : undefined;
+  if (proxyProblem) at(nodeAt(doc, ['hub', 'proxy']), `hub.proxy: ${proxyProblem}`);
+  const brokerSettings = data.broker ? loadBrokerSettings(data.broker, (key, message) => at(nodeAt(doc, ['broker', key]), message)) : undefined;
   if (problems.length || !device) return { problems };
-  return { config: { ...data, file, device, ...(caPem ? { caPem } : {}) }, problems };
+  return { config: { ...data, file, device, ...(caPem ? { caPem } : {}), ...(identity ? { identity } : {}), ...(brokerSettings ? { brokerSettings } : {}) }, problems };
 }
 
 /** Loads a config file; throws ConfigError listing every problem. */

@@ -84,6 +84,10 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
 
   /** Where the control channel's TCP connection goes. */
   private endpoint(): { host: string; port: number } {
+    if (this.opts.broker) {
+      const u = new URL(this.opts.broker.url);
+      return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : u.protocol === 'mqtts:' ? MQTT_TLS_PORT : 1883 };
+    }
     const { host, port } = splitHostName(this.opts.device.hostName, 443);
     return this.opts.transport === 'mqtt_tls' ? { host, port: this.opts.mqttTlsPort ?? MQTT_TLS_PORT } : { host, port };
   }
@@ -122,7 +126,12 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       return this.scheduleReconnect();
     }
     if (proxy) log.info({ proxy: proxy.display, hub: `${host}:${port}` }, 'connecting to hub through proxy');
-    if (proxy && this.opts.transport === 'mqtt_tls') {
+    if (proxy && broker && !this.url().startsWith('mqtts:')) {
+      this.lastError = 'a proxy needs an mqtts:// broker.url';
+      log.error({ proxy: proxy.display }, this.lastError);
+      return this.scheduleReconnect();
+    }
+    if (proxy && (this.opts.transport === 'mqtt_tls' || broker)) {
       // mqtt.js's TLS transport passes its options to tls.connect, which takes a ready `socket`:
       // open the CONNECT tunnel first and let mqtt.js run TLS (with our CA and identity) inside it.
       dialThroughProxy(proxy, host, port).then(
@@ -159,6 +168,8 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       });
       this.emit('connected');
       clearTimeout(this.renewTimer);
+      // A broker password does not expire, nor does an X.509 identity: only SAS tokens need renewing.
+      if (this.opts.broker || !device.sharedAccessKey) return;
       this.renewTimer = setTimeout(() => {
         log.info('renewing SAS token');
         this.reconnectNow();

@@ -5,7 +5,7 @@ import { formatBytes } from '../core/format';
 import type { Logger } from '../core/log';
 import { startTunnel, type Tunnel } from '../core/tunnel';
 import { CLOSE, type StreamRequest } from '../wire';
-import { STREAM_CONNECT_TIMEOUT_MS, closeUnused, dialStream } from '../core/stream-dial';
+import { STREAM_CONNECT_TIMEOUT_MS, closeUnused, dialStream, type DialOptions } from '../core/stream-dial';
 import type { TcpServiceConfig } from './config';
 import type { AuditRecord } from './audit';
 
@@ -43,7 +43,11 @@ function connectTarget(host: string, port: number): Promise<Socket> {
  */
 export interface SessionContext {
   caPem?: Buffer;
+  /** Proxy and TLS verification for the streaming WebSocket. */
+  dial?: DialOptions;
   log: Logger;
+  /** Any byte in either direction (idle timeout). */
+  onActivity?: () => void;
 }
 
 export class TcpStreamSession {
@@ -64,7 +68,7 @@ export class TcpStreamSession {
 
   async run(): Promise<Omit<AuditRecord, 'request_id' | 'service' | 'target'>> {
     const started = Date.now();
-    const ws = dialStream(this.req.url, this.req.authToken, this.ctx.caPem);
+    const ws = dialStream(this.req.url, this.req.authToken, this.ctx.caPem, this.ctx.dial);
     this.ws = ws;
     ws.on('error', () => undefined); // reported through the promises below
     const [wsResult, targetResult] = await Promise.allSettled([waitOpen(ws), connectTarget(this.service.host, this.service.port)]);

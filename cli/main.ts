@@ -10,8 +10,12 @@ import { Connect } from '../service/connect';
 import { HubClient } from '../service/hub-client';
 import { DevstreamsError, formatDeviceConnectionString, formatServiceConnectionString, isDevstreamsError, parseServiceConnectionString } from '../wire';
 import { EXIT } from './exit-codes';
+import { addX509Device, registerSecurityCommands } from './security-commands';
+import { DEFAULT_DEVICE_STREAM_LIMIT, DEFAULT_SERVICE_STREAM_LIMIT } from '../hub/rate-limit';
+import { registerOpsCommands, reloadOnHangup } from './ops-commands';
 import { provisionCommand } from './provision';
 import { versionText } from './version';
+import { addFleetOptions, fleetHubOptions, type FleetCliOptions } from './fleet-options';
 
 interface Stoppable {
   stop(): Promise<void>;
@@ -69,7 +73,10 @@ export function buildProgram(): Command {
     .option('--listen <host:port>', 'address to listen on', '0.0.0.0:8443')
     .option('--public-host <name[:port]>', 'HostName devices and services use, when it differs from the listen address')
     .option('--san <name...>', 'extra DNS names or IPs for the server certificate')
-    .action(async (opts: { dataDir?: string; listen: string; publicHost?: string; san?: string[] }) => {
+    .option('--mqtt-listen <host:port>', "also accept MQTT over TLS here (IoT Hub's 8883), same certificate and broker")
+    .option('--device-stream-rate <per_s/burst>', `stream requests one device may receive: steady rate per second / burst (default ${DEFAULT_DEVICE_STREAM_LIMIT.perSecond}/${DEFAULT_DEVICE_STREAM_LIMIT.burst})`)
+    .option('--service-stream-rate <per_s/burst>', `stream requests one service credential may make: per second / burst (default ${DEFAULT_SERVICE_STREAM_LIMIT.perSecond}/${DEFAULT_SERVICE_STREAM_LIMIT.burst})`)
+    .action(async (opts: FleetCliOptions & { dataDir?: string; listen: string; publicHost?: string; san?: string[]; mqttListen?: string; deviceStreamRate?: string; serviceStreamRate?: string }) => {
       if (!opts.dataDir) throw new DevstreamsError('EUSAGE', 'hub needs --data-dir DIR (where it keeps its CA, keys and device registry)');
       const log = createLogger('hub');
       const part = new Hub({
@@ -77,18 +84,40 @@ export function buildProgram(): Command {
         listen: parseHostPort(opts.listen, '0.0.0.0'),
         ...(opts.publicHost ? { publicHost: opts.publicHost } : {}),
         ...(opts.san ? { altNames: opts.san } : {}),
+        ...(opts.mqttListen ? { mqttListen: parseHostPort(opts.mqttListen, '0.0.0.0') } : {}),
+        ...(opts.deviceStreamRate || opts.serviceStreamRate
+          ? {
+              rateLimits: {
+                ...(opts.deviceStreamRate ? { device: parseRate(opts.deviceStreamRate, '--device-stream-rate') } : {}),
+                ...(opts.serviceStreamRate ? { service: parseRate(opts.serviceStreamRate, '--service-stream-rate') } : {}),
+              },
+            }
+          : {}),
+        ...fleetHubOptions(opts),
         log,
       });
+      runUntilSignalled(part, log);
       await part.start();
       process.stdout.write(`hub listening on ${part.host} (CA: ${opts.dataDir}/ca.pem)\n`);
-      runUntilSignalled(part, log);
     });
 
   hub
     .command('add-device <id>')
     .description('register a device and print its connection string (last line)')
     .requiredOption('--data-dir <dir>', 'the hub data directory')
-    .action((id: string, opts: { dataDir: string }) => {
+    .option('--x509', 'authenticate with a client certificate from the hub CA instead of keys')
+    .option('--out <dir>', 'with --x509: where to write ID.pem and ID-key.pem (0600)', '.')
+    .action((id: string, opts: { dataDir: string; x509?: boolean; out: string }) => {
+      if (opts.x509) {
+        const issued = addX509Device(opts.dataDir, id, opts.out);
+        process.stderr.write(`certificate ${issued.certFile}
+key ${issued.keyFile}
+(set hub.cert and hub.key in the agent config; keep both 0600)
+`);
+        process.stdout.write(`${issued.connectionString}
+`);
+        return;
+      }
       const dir = new HubDataDir(opts.dataDir);
       const settings = dir.settings();
       const record = new DeviceRegistry(dir).add(id);
@@ -116,26 +145,62 @@ export function buildProgram(): Command {
       const config = loadAgentConfig(opts.config);
       const log = createLogger('agent', { level: process.env.DEVSTREAMS_LOG_LEVEL ?? config.log.level });
       const agent = new Agent(config, log);
-      agent.start();
       runUntilSignalled(agent, log);
+      reloadOnHangup(opts.config, agent, log);
+      await agent.start();
     });
+
+  registerOpsCommands(program);
+  registerSecurityCommands(hub);
 
   program
     .command('connect <device> <service>')
     .description('listen on a local port; every TCP connection to it becomes a stream to DEVICE SERVICE (like ssh -L)')
     .requiredOption('-l, --listen <[host:]port>', 'local address to listen on (host defaults to 127.0.0.1)')
     .option('--ca <file>', "CA that signs the hub's certificate (the hub's DIR/ca.pem); system CAs otherwise")
-    .action(async (device: string, service: string, opts: { listen: string; ca?: string }) => {
+    .option('--proxy <url>', 'HTTP CONNECT proxy http://[user:password@]host:port, or none; HTTPS_PROXY/NO_PROXY otherwise')
+    .action(async (device: string, service: string, opts: { listen: string; ca?: string; proxy?: string }) => {
       const log = createLogger('connect');
       const client = new HubClient({
         service: parseServiceConnectionString(serviceConnectionString()),
         ...(opts.ca ? { caPem: readCa(opts.ca), caFile: opts.ca } : {}),
+        ...(opts.proxy ? { proxy: opts.proxy } : {}),
       });
       const part = new Connect({ client, deviceId: device, service, listen: parseHostPort(opts.listen, '127.0.0.1'), log });
+      runUntilSignalled(part, log);
       await part.start();
       const { host, port } = part.address;
       process.stdout.write(`listening on ${formatHostPort(host, port)}, forwarding to ${device}/${service}\n`);
-      runUntilSignalled(part, log);
+    });
+
+  program
+    .command('shell <device> [service]')
+    .description("a terminal on DEVICE through its pty SERVICE (default \"shell\"); exits with the remote shell's status")
+    .option('--ca <file>', "CA that signs the hub's certificate (the hub's DIR/ca.pem); system CAs otherwise")
+    .option('--proxy <url>', 'HTTP CONNECT proxy http://[user:password@]host:port, or none; HTTPS_PROXY/NO_PROXY otherwise')
+    .action(async (device: string, service: string | undefined, opts: { ca?: string; proxy?: string }) => {
+      // Logs would garble a raw terminal: only warnings, and only when asked for more.
+      const log = createLogger('shell', { level: process.env.DEVSTREAMS_LOG_LEVEL ?? 'warn' });
+      const client = new HubClient({
+        service: parseServiceConnectionString(serviceConnectionString()),
+        ...(opts.ca ? { caPem: readCa(opts.ca), caFile: opts.ca } : {}),
+        ...(opts.proxy ? { proxy: opts.proxy } : {}),
+      });
+      try {
+        process.exitCode = await runShell({
+          client,
+          deviceId: device,
+          service: service ?? 'shell',
+          stdin: process.stdin,
+          stdout: process.stdout,
+          stderr: process.stderr,
+          sizeFrom: [process.stdout, process.stderr],
+          log,
+        });
+      } finally {
+        client.close();
+        process.stdin.destroy();
+      }
     });
 
   program

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import type { Logger } from '../core/log';
@@ -16,6 +17,23 @@ import {
   type StreamRequest,
 } from '../wire';
 import type { DeviceRegistry } from './data-dir';
+
+/**
+ * An X.509 device is in when its TLS connection (MQTT over TLS, or the TLS under MQTT over WebSocket)
+ * presented a certificate that the hub's CA signed (the listener verified the chain) and whose CN is
+ * the device's id. Returns why not, or undefined.
+ */
+function x509Refusal(client: Client): string | undefined {
+  const c = client as Client & { req?: IncomingMessage; conn?: unknown };
+  const socket = (c.req?.socket ?? c.conn) as Partial<TLSSocket> | undefined;
+  if (!socket || typeof socket.getPeerCertificate !== 'function') return 'X.509 device did not connect over TLS';
+  const cert = socket.getPeerCertificate();
+  if (!cert || Object.keys(cert).length === 0) return 'X.509 device presented no client certificate';
+  if (!socket.authorized) return `client certificate not trusted: ${String(socket.authorizationError ?? 'not signed by the hub CA')}`;
+  const cn = Array.isArray(cert.subject?.CN) ? cert.subject.CN[0] : cert.subject?.CN;
+  if (cn !== client.id) return `client certificate is for "${String(cn)}", not for this device`;
+  return undefined;
+}
 
 /** MQTT CONNACK return codes (3.1.1). */
 const BAD_USERNAME_OR_PASSWORD = 4;
@@ -108,6 +126,11 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> {
     if (!user || user.deviceId !== client.id) return refuse(BAD_USERNAME_OR_PASSWORD, 'username is not {host}/{deviceId}/?api-version=… for this client id');
     const device = this.registry.get(client.id);
     if (!device) return refuse(NOT_AUTHORIZED, 'unknown device');
+    if (device.authentication === 'x509_ca') {
+      const why = x509Refusal(client);
+      if (why) return refuse(NOT_AUTHORIZED, why);
+      return done(null, true);
+    }
     if (!password || password.length === 0) return refuse(BAD_USERNAME_OR_PASSWORD, 'no SAS token');
     try {
       const token = parseSasToken(password.toString('utf8'));

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:https';
+import { createServer as createTlsServer, type Server as TlsServer, type TlsOptions } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -8,6 +9,11 @@ import { formatHostPort } from '../core/address';
 import type { Logger } from '../core/log';
 import { STREAM_HANDSHAKE_TIMEOUT_S } from '../wire';
 import { EmbeddedBroker } from './broker';
+import type { ControlPlane } from './control-plane';
+import { ExternalBroker, type ExternalBrokerOptions } from './external-broker';
+import { randomBytes } from 'node:crypto';
+import type { RateLimit } from './rate-limit';
+import { DeviceHealth } from './devices';
 import { DeviceRegistry, HubDataDir } from './data-dir';
 import { ServiceApi } from './service-api';
 import { BRIDGE_PATH_PREFIX, StreamingEndpoint } from './streaming-endpoint';
@@ -22,10 +28,34 @@ export interface HubOptions {
   /** Extra names or IPs for the server certificate. */
   altNames?: string[];
   handshakeTimeoutMs?: number;
+  /** Also accept MQTT over TLS (IoT Hub's 8883) here; same certificate, same broker. */
+  mqttListen?: { host: string; port: number };
+  /** Stream requests allowed per device and per service credential. */
+  rateLimits?: { device?: RateLimit; service?: RateLimit };
+  /**
+   * Fleet mode (docs/scaling.md): the control plane is an external MQTT broker that devices connect
+   * to; this hub then serves only the service API and the streaming endpoint.
+   */
+  externalBroker?: Omit<ExternalBrokerOptions, 'log' | 'instanceId'>;
+  /** Unique per hub instance (external broker mode); random when not given. */
+  instanceId?: string;
+  /** `host[:port]` streaming URLs name: this hub's HostName by default. */
+  streamingHost?: string;
   log: Logger;
 }
 
 const WILDCARD = new Set(['0.0.0.0', '::', '']);
+
+/** Resolves once the server listens; rejects with the listen error (EADDRINUSE, EACCES). */
+function listenOn(server: TlsServer, at: { host: string; port: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
 
 /**
  * The hub's composition root. One TLS port serves the service REST API, the streaming endpoint
@@ -37,6 +67,7 @@ export class Hub {
   private endpoint?: StreamingEndpoint;
   private mqttWss?: WebSocketServer;
   private hostName = '';
+  private mqttServer?: TlsServer;
 
   constructor(private readonly opts: HubOptions) {}
 
@@ -71,7 +102,8 @@ export class Hub {
       this.opts.handshakeTimeoutMs ?? STREAM_HANDSHAKE_TIMEOUT_S * 1000,
     );
     this.endpoint.start();
-    const api = new ServiceApi({ registry, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.hostName });
+    const devices = new DeviceHealth(registry, this.broker, log.child({ part: 'devices' }));
+    const api = new ServiceApi({ registry, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}) });
     this.mqttWss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -79,24 +111,39 @@ export class Hub {
       handleProtocols: (protocols) => [...protocols].find((p) => p.toLowerCase() === 'mqtt') ?? false,
     });
 
-    const server = createServer({ key: tls.server.keyPem, cert: tls.server.certPem, minVersion: 'TLSv1.2' });
+    // Client certificates are asked for but not required: services and SAS devices send none; the
+    // broker admits an X.509 device only when the chain verified against the hub CA (socket.authorized).
+    const tlsOptions = { key: tls.server.keyPem, cert: tls.server.certPem, minVersion: 'TLSv1.2' as const, requestCert: true, rejectUnauthorized: false, ca: [tls.ca.certPem] };
+    const server = createServer(tlsOptions);
     server.on('request', (req, res) => api.handle(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('tlsClientError', (err, socket) => {
       log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(listen.port, listen.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, listen);
     this.server = server;
     const port = this.port;
     this.hostName = this.opts.publicHost ?? formatHostPort(listenIsWildcard ? hostname() : listen.host, port);
     dataDir.writeSettings({ host_name: this.hostName, listen: formatHostPort(listen.host, port) });
     log.info({ listen: formatHostPort(listen.host, port), host_name: this.hostName, data_dir: this.opts.dataDir }, 'hub listening');
+    if (this.opts.mqttListen && !external) await this.startMqttTls(this.opts.mqttListen, tlsOptions);
+  }
+
+  /** Port of the MQTT/TLS listener (0 when there is none). */
+  get mqttPort(): number {
+    return (this.mqttServer?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  private async startMqttTls(at: { host: string; port: number }, tlsOptions: TlsOptions): Promise<void> {
+    const server = createTlsServer(tlsOptions, (socket) => {
+      socket.on('error', () => socket.destroy());
+      if (this.broker instanceof EmbeddedBroker) this.broker.handle(socket);
+      else socket.destroy();
+    });
+    server.on('tlsClientError', (err, socket) => this.opts.log.debug({ err: err.message, remote: socket.remoteAddress }, 'MQTT/TLS handshake failed'));
+    await listenOn(server, at);
+    this.mqttServer = server;
+    this.opts.log.info({ mqtt_listen: formatHostPort(at.host, this.mqttPort) }, 'MQTT over TLS listening');
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -136,5 +183,8 @@ export class Hub {
     }
     this.mqttWss?.close();
     server?.closeAllConnections();
+    const mqttServer = this.mqttServer;
+    this.mqttServer = undefined;
+    mqttServer?.close();
   }
 }

@@ -12,9 +12,11 @@ import {
   verifySasToken,
   type HubErrorName,
 } from '../wire';
-import type { EmbeddedBroker } from './broker';
+import type { ControlPlane } from './control-plane';
+import type { DeviceHealth } from './devices';
 import type { DeviceRegistry, HubSecrets } from './data-dir';
 import { newStreamId, signStreamToken } from './stream-tokens';
+import { DEFAULT_DEVICE_STREAM_LIMIT, DEFAULT_SERVICE_STREAM_LIMIT, RateLimiter, type RateLimit } from './rate-limit';
 import { BRIDGE_PATH_PREFIX } from './streaming-endpoint';
 
 interface Waiter {
@@ -45,6 +47,8 @@ function timeoutHeader(req: IncomingMessage, name: string): number {
 export class ServiceApi {
   private readonly waiters = new Map<string, Waiter>();
   private nextRequestId = 1;
+  private readonly deviceLimiter: RateLimiter;
+  private readonly serviceLimiter: RateLimiter;
 
   constructor(
     private readonly deps: {
@@ -54,8 +58,14 @@ export class ServiceApi {
       log: Logger;
       /** `host:port` the streaming URL names. */
       streamingHost: () => string;
+      /** Stream requests allowed per device and per service credential. */
+      rateLimits?: { device?: RateLimit; service?: RateLimit };
+      /** Online state and last health per device, for `GET /devices`. */
+      devices?: DeviceHealth;
     },
   ) {
+    this.deviceLimiter = new RateLimiter(deps.rateLimits?.device ?? DEFAULT_DEVICE_STREAM_LIMIT);
+    this.serviceLimiter = new RateLimiter(deps.rateLimits?.service ?? DEFAULT_SERVICE_STREAM_LIMIT);
     deps.broker.on('stream-response', (deviceId, status, requestId, payload) => {
       const w = this.waiters.get(`${deviceId}\n${requestId}`);
       if (w) w.resolve({ status, payload });
@@ -86,10 +96,33 @@ export class ServiceApi {
     req.resume();
     const auth = this.authorize(req.headers.authorization);
     if (auth) return this.fail(res, 'IotHubUnauthorizedAccess', auth, trackingId);
+    const throttled = this.throttle(route.deviceId);
+    if (throttled) {
+      res.setHeader('retry-after', String(throttled.retryAfterS));
+      this.deps.log.warn({ device: route.deviceId, limit: throttled.who, trackingId }, 'stream request throttled');
+      return this.fail(res, 'ThrottlingException', `too many stream requests ${throttled.who}: retry in ${throttled.retryAfterS} s`, trackingId);
+    }
     this.requestStream(req, res, route.deviceId, route.streamName, trackingId).catch((err: unknown) => {
       this.deps.log.error({ err, trackingId }, 'stream request failed');
       if (!res.headersSent) this.fail(res, 'ServerError', 'internal error', trackingId);
     });
+  }
+
+  /** Takes a token from the service credential's and the device's bucket; says which one ran dry. */
+  private throttle(deviceId: string): { who: string; retryAfterS: number } | undefined {
+    const policy = this.deps.secrets.service_policy_name;
+    const forService = this.serviceLimiter.take(policy);
+    if (forService) return { who: `for service credential "${policy}"`, retryAfterS: forService };
+    // Only registered devices get a bucket: unknown ids must not grow the map.
+    if (!this.known(deviceId)) return undefined;
+    const forDevice = this.deviceLimiter.take(deviceId);
+    if (forDevice) return { who: `to device "${deviceId}"`, retryAfterS: forDevice };
+    return undefined;
+  }
+
+  /** In the registry, or (external broker) announced on the broker, which then is the registry. */
+  private known(deviceId: string): boolean {
+    return Boolean(this.deps.registry.get(deviceId)) || (this.deps.broker.knows?.(deviceId) ?? false);
   }
 
   /** Returns why the request is not authorized, or undefined. */

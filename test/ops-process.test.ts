@@ -325,7 +325,7 @@ describe('systemd unit', () => {
     try {
       const copy = join(dir, 'devstreams-agent.service');
       writeFileSync(copy, readFileSync(unit, 'utf8').replace('/usr/local/bin/devstreams', process.execPath));
-      const r = spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8' });
+      const r = spawnSync('systemd-analyze', ['verify', '--man=no', copy], { encoding: 'utf8' });
       expect(r.stderr.trim()).toBe('');
       expect(r.status).toBe(0);
     } finally {
@@ -338,6 +338,24 @@ describe('systemd unit', () => {
     const m = /Overall exposure level for devstreams-agent\.service: (\d+\.\d+)/.exec(out);
     expect(m).not.toBeNull();
     expect(Number(m![1])).toBeLessThanOrEqual(2.0);
+  });
+
+  it.skipIf(!haveAnalyze)('with the shell drop-in still verifies, and its exposure is what the docs say', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'devstreams-unit-'));
+    try {
+      // A drop-in's [Service] lines apply after the unit's, as if appended: check the merged result.
+      const merged = `${readFileSync(unit, 'utf8').replace(/\[Install\][^[]*$/, '')}\n${readFileSync(resolve(__dirname, '../config/devstreams-agent-shell.conf'), 'utf8')}`;
+      const copy = join(dir, 'devstreams-agent.service');
+      writeFileSync(copy, merged.replace('/usr/local/bin/devstreams', process.execPath));
+      const r = spawnSync('systemd-analyze', ['verify', '--man=no', copy], { encoding: 'utf8' });
+      expect(r.stderr.trim()).toBe('');
+      const out = execFileSync('systemd-analyze', ['security', '--offline=true', copy], { encoding: 'utf8' });
+      const score = Number(/Overall exposure level for devstreams-agent\.service: (\d+\.\d+)/.exec(out)![1]);
+      expect(score).toBeGreaterThan(2.0);
+      expect(score).toBeLessThanOrEqual(4.0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('is Type=notify with a watchdog, restarts on failure, runs as its own user', () => {
