@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'EHUB_ERROR'
   | 'ESTREAM_CLOSED'
   | 'EPTY_UNAVAILABLE'
+  /** The external MQTT broker refused the hub or could not be reached (fleet mode). */
+  | 'EBROKER'
   | 'ECONFIG'
   | 'EUSAGE';
 

@@ -7,3 +7,4 @@ export * from './topics';
 export * from './service-api';
 export * from './streaming';
 export * from './control';
+export * from './fleet-topics';

@@ -1,0 +1,109 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createCa, issueCertificate } from '../../hub/pki';
+import { freePort } from './free-port';
+
+/** The broker side we ship: the tests run these very files (paths and ports rewritten). */
+export const SHIPPED_CONF = resolve(__dirname, '../../config/mosquitto/mosquitto.conf');
+export const SHIPPED_ACL = resolve(__dirname, '../../config/mosquitto/acl');
+const SHIPPED_DIR = '/etc/mosquitto/devstreams/';
+
+export interface Mosquitto {
+  dir: string;
+  /** TLS listener for devices (use_username_as_clientid). */
+  devicePort: number;
+  /** Plain listener for hubs, on loopback. */
+  hubPort: number;
+  /** CA that signed the broker's server certificate. */
+  caFile: string;
+  caPem: Buffer;
+  proc: ChildProcess;
+  log: string[];
+  /** Adds (or changes) a user in the password file; call reload() for a running broker to see it. */
+  addUser: (name: string, password: string) => void;
+  /** SIGHUP: mosquitto rereads the password file and the ACL. */
+  reload: () => void;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Runs Debian's mosquitto (never the system service) with config/mosquitto/mosquitto.conf and acl,
+ * rewritten to a temp dir, free loopback ports and no persistence. Users are added before start.
+ */
+export async function startMosquitto(users: Record<string, string>, opts: { extraConf?: string } = {}): Promise<Mosquitto> {
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-mosquitto-'));
+  const [devicePort, hubPort] = [await freePort(), await freePort()];
+  const ca = createCa('devstreams test broker CA');
+  const server = issueCertificate(ca, { commonName: '127.0.0.1', altNames: ['127.0.0.1', 'localhost'], usage: 'server' });
+  writeFileSync(join(dir, 'server.pem'), server.certPem);
+  writeFileSync(join(dir, 'server-key.pem'), server.keyPem, { mode: 0o600 });
+  const caFile = join(dir, 'broker-ca.pem');
+  writeFileSync(caFile, ca.certPem);
+  writeFileSync(join(dir, 'acl'), readFileSync(SHIPPED_ACL));
+  writeFileSync(join(dir, 'passwd'), '', { mode: 0o600 });
+  const passwd = join(dir, 'passwd');
+  const addUser = (name: string, password: string): void => {
+    execFileSync('mosquitto_passwd', ['-b', passwd, name, password], { stdio: 'ignore' });
+  };
+  for (const [name, password] of Object.entries(users)) addUser(name, password);
+
+  let conf = readFileSync(SHIPPED_CONF, 'utf8').split(SHIPPED_DIR).join(`${dir}/`);
+  const replace = (from: RegExp, to: string): void => {
+    if (!from.test(conf)) throw new Error(`shipped mosquitto.conf has no line matching ${from}`);
+    conf = conf.replace(from, to);
+  };
+  replace(/^persistence true$/m, 'persistence false');
+  replace(/^persistence_location .*$/m, '');
+  replace(/^listener 8883$/m, `listener ${devicePort} 127.0.0.1`);
+  replace(/^listener 1884 127\.0\.0\.1$/m, `listener ${hubPort} 127.0.0.1`);
+  // As root, mosquitto would drop to the mosquitto user, who cannot read our 0600 temp files.
+  const asRoot = process.getuid?.() === 0 ? 'user root\n' : '';
+  conf = `${asRoot}log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n${conf}\n${opts.extraConf ?? ''}\n`;
+  const confFile = join(dir, 'mosquitto.conf');
+  writeFileSync(confFile, conf);
+
+  const proc = spawn('mosquitto', ['-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log: string[] = [];
+  const ready = new Promise<void>((resolveReady, reject) => {
+    const onData = (chunk: Buffer): void => {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        log.push(line);
+        if (process.env.TEST_LOG) process.stderr.write(`[mosquitto] ${line}\n`);
+        if (/mosquitto version .* running/.test(line)) resolveReady();
+      }
+    };
+    proc.stderr!.on('data', onData);
+    proc.stdout!.on('data', onData);
+    proc.once('exit', (code) => reject(new Error(`mosquitto exited (${code}) before it was ready:\n${log.join('\n')}`)));
+  });
+  const timer = setTimeout(() => proc.kill('SIGTERM'), 20_000);
+  try {
+    await ready;
+  } finally {
+    clearTimeout(timer);
+  }
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  return {
+    dir,
+    devicePort,
+    hubPort,
+    caFile,
+    caPem: Buffer.from(ca.certPem),
+    proc,
+    log,
+    addUser,
+    reload: () => proc.kill('SIGHUP'),
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
