@@ -57,6 +57,15 @@ function serviceConnectionString(): string {
   return cs;
 }
 
+/** `RATE/BURST` (`200/1000`): a steady rate per second and a burst, for the hub's stream request limits. */
+function parseRate(text: string, flag: string): { perSecond: number; burst: number } {
+  const m = /^(\d+(?:\.\d+)?)\/(\d+)$/.exec(text.trim());
+  const perSecond = Number(m?.[1]);
+  const burst = Number(m?.[2]);
+  if (!m || !(perSecond > 0) || burst < 1) throw new DevstreamsError('EUSAGE', `${flag} wants RATE/BURST such as 200/1000 (requests per second / at once), not "${text}"`);
+  return { perSecond, burst };
+}
+
 export function buildProgram(): Command {
   const program = new Command('devstreams')
     .description('Reach devices behind NAT: IoT Hub compatible device streams')

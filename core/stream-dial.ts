@@ -1,3 +1,5 @@
+import { Agent as HttpsAgent } from 'node:https';
+import { createSecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
 import { bearer } from '../wire';
 import { ProxyAgent, proxyFor } from './proxy';
@@ -8,6 +10,27 @@ const MAX_INBOUND_FRAME_BYTES = 1024 * 1024;
 
 function zeroMask(mask: Buffer): void {
   mask.fill(0);
+}
+
+/** TLS sessions kept per host for resumption (Node's default is 100). */
+const TLS_SESSIONS_CACHED = 100;
+const dialAgents = new WeakMap<Buffer, HttpsAgent>();
+let systemCaDialAgent: HttpsAgent | undefined;
+
+/**
+ * Stream dials share one https.Agent per CA: it keeps recent TLS sessions per host, so the next
+ * stream resumes (no certificate signature at the hub, no chain and name check here), and one
+ * secure context, so the CA is not parsed again for every stream. Those two were about a third of
+ * the agent's CPU per stream (docs/benchmarks.md). Upgraded sockets never return to the agent.
+ */
+function dialAgent(caPem: Buffer | undefined): HttpsAgent {
+  if (!caPem) return (systemCaDialAgent ??= new HttpsAgent({ maxCachedSessions: TLS_SESSIONS_CACHED }));
+  let agent = dialAgents.get(caPem);
+  if (!agent) {
+    agent = new HttpsAgent({ maxCachedSessions: TLS_SESSIONS_CACHED, secureContext: createSecureContext({ ca: caPem }) });
+    dialAgents.set(caPem, agent);
+  }
+  return agent;
 }
 
 export interface DialOptions {
@@ -34,7 +57,7 @@ export function dialStream(url: string, authToken: string, caPem?: Buffer, dial:
     generateMask: zeroMask,
     rejectUnauthorized: !dial.insecure,
     ...(caPem ? { ca: caPem } : {}),
-    ...(proxy ? { agent: new ProxyAgent(proxy) } : {}),
+    agent: proxy ? new ProxyAgent(proxy) : dialAgent(caPem),
   });
 }
 

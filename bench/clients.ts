@@ -1,0 +1,238 @@
+import { randomBytes } from 'node:crypto';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+
+const ONE = Buffer.from([0x2a]);
+
+export function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+function open(port: number): Socket {
+  return connect({ host: '127.0.0.1', port, noDelay: true, allowHalfOpen: true });
+}
+
+/** Ends a socket and waits until it is closed (the far end answered our FIN). */
+function endAndClose(s: Socket, timeoutMs = 30_000): Promise<void> {
+  return new Promise((resolve) => {
+    if (s.destroyed) return resolve();
+    const timer = setTimeout(() => s.destroy(), timeoutMs);
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    s.on('end', () => s.end());
+    s.resume();
+    s.end();
+  });
+}
+
+/** `count` 1-byte ping-pongs on one connection: round-trip times in ms. */
+export async function pingPong(port: number, count: number): Promise<number[]> {
+  const s = open(port);
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', resolve);
+    s.once('error', reject);
+  });
+  // Warm-up: the first exchanges include stream setup and JIT.
+  const times: number[] = [];
+  const warmup = Math.min(50, count);
+  await new Promise<void>((resolve, reject) => {
+    let i = 0;
+    let t0 = 0;
+    s.on('error', reject);
+    s.on('data', (chunk: Buffer) => {
+      // One byte in flight at a time, so each chunk is exactly the echo of it.
+      if (chunk.length !== 1) return reject(new Error(`ping-pong got ${chunk.length} bytes`));
+      const t = nowMs() - t0;
+      if (i >= warmup) times.push(t);
+      if (++i === count + warmup) return resolve();
+      t0 = nowMs();
+      s.write(ONE);
+    });
+    t0 = nowMs();
+    s.write(ONE);
+  });
+  await endAndClose(s);
+  return times;
+}
+
+/** Time from the TCP connect call to the first echoed byte, in ms; the stream is then closed. */
+export function setupOnce(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = nowMs();
+    const s = open(port);
+    const onEarlyClose = (): void => reject(new Error('closed before the first echoed byte'));
+    s.once('error', reject);
+    s.once('connect', () => s.write(ONE));
+    s.once('data', () => {
+      const t = nowMs() - t0;
+      s.off('close', onEarlyClose);
+      endAndClose(s).then(() => resolve(t), reject);
+    });
+    s.once('close', onEarlyClose);
+  });
+}
+
+/**
+ * Opens a stream, sends `payload` and checks the echo is byte for byte the same; resolves with the
+ * socket still open (the caller closes it with `closeAll`).
+ */
+export function openVerified(port: number, payload: Buffer): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = open(port);
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const fail = (err: Error): void => {
+      s.destroy();
+      reject(err);
+    };
+    s.once('error', fail);
+    s.once('connect', () => s.write(payload));
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      if (got < payload.length) return;
+      s.removeAllListeners('data');
+      s.off('close', onEarlyClose);
+      if (got !== payload.length || !Buffer.concat(chunks).equals(payload)) return fail(new Error('echo differs from what was sent'));
+      s.pause();
+      resolve(s);
+    });
+    const onEarlyClose = (): void => fail(new Error(`closed after ${got} of ${payload.length} bytes`));
+    s.once('close', onEarlyClose);
+  });
+}
+
+export async function closeAll(sockets: Socket[]): Promise<void> {
+  await Promise.all(sockets.map((s) => endAndClose(s)));
+}
+
+/** Runs `task` `total` times with at most `concurrency` at once; returns results and errors. */
+export async function pool<T>(total: number, concurrency: number, task: (i: number) => Promise<T>): Promise<{ ok: T[]; errors: string[] }> {
+  const ok: T[] = [];
+  const errors: string[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      const i = next++;
+      try {
+        ok.push(await task(i));
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker));
+  return { ok, errors };
+}
+
+/** Keeps `concurrency` short streams going for `durationMs`; each is setupOnce (open, 1 byte, close). */
+export async function sustained(port: number, concurrency: number, durationMs: number): Promise<{ completed: number; errors: string[]; seconds: number; setupMs: number[] }> {
+  const start = nowMs();
+  const deadline = start + durationMs;
+  const setupMs: number[] = [];
+  const errors: string[] = [];
+  const worker = async (): Promise<void> => {
+    while (nowMs() < deadline) {
+      try {
+        setupMs.push(await setupOnce(port));
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { completed: setupMs.length, errors, seconds: (nowMs() - start) / 1000, setupMs };
+}
+
+/** A TCP echo server (runs in its own process during the benchmark, see targets.ts). */
+export async function startEcho(): Promise<Server> {
+  const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => {
+    s.on('error', () => undefined);
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return server;
+}
+
+export interface FloodServer {
+  port: number;
+  /** Bytes written into the socket so far by the current (last) connection. */
+  written: () => number;
+  close: () => Promise<void>;
+}
+
+/** The device side that floods: on each connection writes `totalBytes` of a known pattern, with backpressure, then ends. */
+export async function startFlood(totalBytes: number, block: Buffer): Promise<FloodServer> {
+  let written = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    s.resume(); // discard anything sent to us
+    written = 0;
+    const pump = (): void => {
+      while (written < totalBytes) {
+        const n = Math.min(block.length, totalBytes - written);
+        written += n;
+        if (!s.write(n === block.length ? block : block.subarray(0, n))) return void s.once('drain', pump);
+      }
+      s.end();
+    };
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    written: () => written,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/**
+ * Connects to a flood and reads nothing (a stalled reader); `drain()` then reads everything,
+ * checking each byte against the pattern, and resolves with the count and the time it took.
+ */
+export async function stalledReader(port: number, block: Buffer): Promise<{ socket: Socket; drain: () => Promise<{ bytes: number; seconds: number; exact: boolean }> }> {
+  const s = open(port);
+  s.pause();
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', resolve);
+    s.once('error', reject);
+  });
+  return {
+    socket: s,
+    drain: () =>
+      new Promise((resolve, reject) => {
+        let bytes = 0;
+        let exact = true;
+        const t0 = nowMs();
+        s.on('data', (c: Buffer) => {
+          // Compare with the pattern at this offset, in at most two pieces per block wrap.
+          let off = 0;
+          while (off < c.length && exact) {
+            const pos = (bytes + off) % block.length;
+            const n = Math.min(block.length - pos, c.length - off);
+            if (block.compare(c, off, off + n, pos, pos + n) !== 0) exact = false;
+            off += n;
+          }
+          bytes += c.length;
+        });
+        s.once('error', reject);
+        s.once('end', () => {
+          s.end();
+          resolve({ bytes, seconds: (nowMs() - t0) / 1000, exact });
+        });
+        s.resume();
+      }),
+  };
+}
+
+export function payload(bytes: number): Buffer {
+  return randomBytes(bytes);
+}

@@ -1,0 +1,359 @@
+/**
+ * `make bench`: the real CLI processes (hub, agent, connect) over TLS on loopback, measured beside
+ * iperf3 direct and a socat TLS chain in the same run, so ratios hold on a noisy machine. Writes
+ * bench/results/<date>.json, .md and .svg and prints the Markdown summary.
+ *
+ * Usage: node dist/bench.cjs [--quick] [--out DIR] [--keep]
+ *   --quick  shorter runs and fewer streams (a smoke run while working on it; figures are rougher)
+ *   --keep   keep the temporary directory with every process's log
+ */
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { runTargetsProcess } from './targets';
+import { Proc, childPids, cpuSeconds, freePort, rssBytes, run, sleep, waitFor } from './procs';
+import { startCliStack, startSocatChain, type CliStack, type SocatChain } from './stack';
+import { closeAll, nowMs, openVerified, payload, pingPong, pool, setupOnce, startFlood, stalledReader, sustained } from './clients';
+import { GiB, MB, dist, round, type Dist } from './stats';
+import { evaluateTargets, renderMarkdown, renderSvg, type BenchResults } from './report';
+
+const NODE = process.execPath;
+
+interface Options {
+  quick: boolean;
+  keep: boolean;
+  out: string;
+  bundle: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { quick: false, keep: false, out: resolve('bench/results'), bundle: resolve('dist/devstreams.cjs') };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') opts.quick = true;
+    else if (a === '--keep') opts.keep = true;
+    else if (a === '--out') opts.out = resolve(argv[++i] ?? '');
+    else if (a === '--bundle') opts.bundle = resolve(argv[++i] ?? '');
+    else throw new Error(`unknown option ${a} (use --quick, --keep, --out DIR, --bundle FILE)`);
+  }
+  return opts;
+}
+
+function say(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+interface IperfResult {
+  mbPerS: number;
+  bytes: number;
+}
+
+async function iperf(port: number, seconds: number, reverse: boolean): Promise<IperfResult> {
+  // iperf3 -s serves one test at a time and may still be finishing the last one: retry while busy.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await iperfOnce(port, seconds, reverse);
+    } catch (err) {
+      if (attempt >= 30 || !/busy/.test((err as Error).message)) throw err;
+      await sleep(500);
+    }
+  }
+}
+
+async function iperfOnce(port: number, seconds: number, reverse: boolean): Promise<IperfResult> {
+  const out = await run('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J', ...(reverse ? ['-R'] : [])], { timeoutMs: (seconds + 30) * 1000 });
+  const j = JSON.parse(out) as { end?: { sum_received?: { bytes: number; seconds: number } }; error?: string };
+  const r = j.end?.sum_received;
+  if (!r || j.error) throw new Error(`iperf3: ${j.error ?? 'no result'}`);
+  return { mbPerS: round(r.bytes / r.seconds / MB, 1), bytes: r.bytes };
+}
+
+/** CPU seconds several processes use while `fn` runs. */
+async function measureCpu<T>(pids: Record<string, () => number>, fn: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number> }> {
+  const before = Object.fromEntries(Object.entries(pids).map(([k, f]) => [k, f()]));
+  const result = await fn();
+  const cpu = Object.fromEntries(Object.entries(pids).map(([k, f]) => [k, f() - before[k]!]));
+  return { result, cpu };
+}
+
+const mb = (bytes: number): number => round(bytes / MB, 1);
+
+async function main(): Promise<void> {
+  if (process.argv[2] === 'targets') return runTargetsProcess();
+  const opts = parseArgs(process.argv.slice(2));
+  const started = nowMs();
+  if (!existsSync(opts.bundle)) throw new Error(`${opts.bundle} is missing: run make build first`);
+  for (const tool of ['iperf3', 'socat']) {
+    await run('sh', ['-c', `command -v ${tool}`]).catch(() => {
+      throw new Error(`${tool} is not installed (Debian: apt-get install ${tool}; or make system-deps)`);
+    });
+  }
+  const Q = opts.quick;
+  const cfg = {
+    iperfSeconds: Q ? 2 : 5,
+    pings: Q ? 300 : 2000,
+    setupSequential: Q ? 50 : 300,
+    setupParallel: 100,
+    setupParallelRounds: Q ? 1 : 3,
+    concurrent: Q ? 300 : 1000,
+    concurrentPayloadBytes: 16 * 1024,
+    rateSeconds: Q ? 4 : 10,
+    rateConcurrency: 32,
+    floodBytes: Q ? 256 * 1024 * 1024 : GiB,
+    stallSeconds: Q ? 3 : 6,
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
+  say(`working in ${dir}${Q ? ' (quick)' : ''}`);
+  const loadBefore = loadavg();
+  const cleanups: Array<() => Promise<unknown>> = [];
+  let stack: CliStack | undefined;
+  const stopAll = async (): Promise<void> => {
+    await stack?.stop().catch(() => undefined);
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    cleanups.length = 0;
+  };
+  // Ctrl-C must not leave a hub, an agent and socat processes behind.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      say(`${signal}: stopping what the benchmark started`);
+      void stopAll().finally(() => process.exit(130));
+    });
+  }
+  try {
+    // Device-side targets: an echo server in its own process (so timing clients do not share its
+    // event loop), iperf3's server, and a flood source here (only RSS is sampled while it runs).
+    const targets = new Proc('targets', NODE, [process.argv[1]!, 'targets'], { logFile: join(dir, 'targets.log') });
+    cleanups.push(() => targets.stop());
+    const echoPort = Number((await targets.line(/^echo (\d+)/))[1]);
+    const iperfPort = await freePort();
+    const iperfServer = new Proc('iperf3 -s', 'iperf3', ['-s', '-p', String(iperfPort), '-B', '127.0.0.1'], { logFile: join(dir, 'iperf3.log') });
+    cleanups.push(() => iperfServer.stop());
+    const block = payload(64 * 1024);
+    const flood = await startFlood(cfg.floodBytes, block);
+    cleanups.push(() => flood.close());
+
+    stack = await startCliStack({ dir, bundle: opts.bundle, services: { echo: echoPort, iperf: iperfPort, flood: flood.port } });
+    const agentPid = stack.agent.pid;
+    await waitFor(() => readFileSync(join(dir, 'agent.log'), 'utf8').includes('connected to hub'), 'the agent to connect', 60_000, 50);
+    const [echoC, iperfC, floodC] = [await stack.connect('echo'), await stack.connect('iperf'), await stack.connect('flood')];
+    await waitFor(() => iperfServer.lines.some((l) => l.includes('Server listening')), 'iperf3 -s', 10_000).catch(() => sleep(500));
+
+    // ---- memory: idle agent (connected, no stream yet) ----
+    await sleep(3000);
+    const idleRss = rssBytes(agentPid);
+    say(`agent idle RSS ${mb(idleRss)} MB`);
+
+    const dataDir = join(dir, 'hub');
+    const socatIperf: SocatChain = await startSocatChain({ dir, dataDir, target: iperfPort, name: 'iperf' });
+    cleanups.push(() => socatIperf.stop());
+    const socatEcho: SocatChain = await startSocatChain({ dir, dataDir, target: echoPort, name: 'echo' });
+    cleanups.push(() => socatEcho.stop());
+
+    // ---- throughput and CPU ----
+    const hubPid = stack.hub.pid;
+    const connectPid = iperfC.proc.pid;
+    const socatHop = socatIperf.lastHop.pid;
+    const socatHopCpu = async (): Promise<number> => {
+      // Its fork children do the work; their CPU counts once socat has reaped them.
+      await waitFor(() => childPids(socatHop).length === 0, 'socat children to exit', 10_000);
+      return cpuSeconds(socatHop, { children: true });
+    };
+    const throughput: BenchResults['throughput'] = { upload: { direct: 0, socat: 0, tunnel: 0 }, download: { direct: 0, socat: 0, tunnel: 0 } };
+    let tunnelBytes = 0;
+    let socatBytes = 0;
+    const tunnelCpu = { agent: 0, hub: 0, connect: 0 };
+    let socatCpu = 0;
+    for (const direction of ['upload', 'download'] as const) {
+      const reverse = direction === 'download';
+      say(`throughput ${direction} (service → device is upload)`);
+      throughput[direction].direct = (await iperf(iperfPort, cfg.iperfSeconds, reverse)).mbPerS;
+      const s0 = await socatHopCpu();
+      const viaSocat = await iperf(socatIperf.port, cfg.iperfSeconds, reverse);
+      socatCpu += (await socatHopCpu()) - s0;
+      socatBytes += viaSocat.bytes;
+      throughput[direction].socat = viaSocat.mbPerS;
+      const t = await measureCpu({ agent: () => cpuSeconds(agentPid), hub: () => cpuSeconds(hubPid), connect: () => cpuSeconds(connectPid) }, () =>
+        iperf(iperfC.port, cfg.iperfSeconds, reverse),
+      );
+      throughput[direction].tunnel = t.result.mbPerS;
+      tunnelBytes += t.result.bytes;
+      for (const k of Object.keys(tunnelCpu) as Array<keyof typeof tunnelCpu>) tunnelCpu[k] += t.cpu[k]!;
+      say(`  direct ${throughput[direction].direct} MB/s, socat chain ${throughput[direction].socat} MB/s, devstreams ${throughput[direction].tunnel} MB/s`);
+    }
+    const perGiB = (sec: number, bytes: number): number => round(sec / (bytes / GiB), 2);
+    const cpu: BenchResults['cpu'] = {
+      agentSecPerGiB: perGiB(tunnelCpu.agent, tunnelBytes),
+      hubSecPerGiB: perGiB(tunnelCpu.hub, tunnelBytes),
+      connectSecPerGiB: perGiB(tunnelCpu.connect, tunnelBytes),
+      socatHopSecPerGiB: perGiB(socatCpu, socatBytes),
+      tunnelGiB: round(tunnelBytes / GiB, 2),
+      socatGiB: round(socatBytes / GiB, 2),
+    };
+    say(`CPU per GiB: agent ${cpu.agentSecPerGiB} s, socat hop ${cpu.socatHopSecPerGiB} s`);
+
+    // ---- round trip ----
+    say('round trip (1 byte ping-pong)');
+    const rtt = {
+      direct: dist(await pingPong(echoPort, cfg.pings)),
+      socat: dist(await pingPong(socatEcho.port, cfg.pings)),
+      tunnel: dist(await pingPong(echoC.port, cfg.pings)),
+    };
+
+    // ---- stream setup ----
+    say('stream setup (TCP connect → first echoed byte)');
+    const sequential = async (port: number): Promise<Dist> => {
+      const r = await pool(cfg.setupSequential, 1, () => setupOnce(port));
+      if (r.errors.length) throw new Error(`setup: ${r.errors.length} failed: ${r.errors[0]}`);
+      return dist(r.ok);
+    };
+    const parallel = async (port: number): Promise<{ dist: Dist; errors: number }> => {
+      const all: number[] = [];
+      let errors = 0;
+      for (let round = 0; round < cfg.setupParallelRounds; round++) {
+        const r = await pool(cfg.setupParallel, cfg.setupParallel, () => setupOnce(port));
+        all.push(...r.ok);
+        errors += r.errors.length;
+      }
+      return { dist: dist(all), errors };
+    };
+    const seqDirect = await sequential(echoPort);
+    const seqSocat = await sequential(socatEcho.port);
+    const seqTunnel = await sequential(echoC.port);
+    const parDirect = await parallel(echoPort);
+    const parSocat = await parallel(socatEcho.port);
+    const parTunnel = await parallel(echoC.port);
+    const setup: BenchResults['setup'] = {
+      sequential: { direct: seqDirect, socat: seqSocat, tunnel: seqTunnel },
+      parallel: { direct: parDirect.dist, socat: parSocat.dist, tunnel: parTunnel.dist },
+      parallelErrors: parTunnel.errors + parSocat.errors,
+    };
+    say(`  one at a time p50 ${setup.sequential.tunnel.p50} ms p99 ${setup.sequential.tunnel.p99} ms; 100 at once p50 ${setup.parallel.tunnel.p50} ms p99 ${setup.parallel.tunnel.p99} ms`);
+
+    // ---- concurrency ----
+    say(`${cfg.concurrent} concurrent byte-exact streams`);
+    await sleep(1000);
+    const rss0 = rssBytes(agentPid);
+    const first = Math.min(100, cfg.concurrent);
+    const held: import('node:net').Socket[] = [];
+    const openBatch = async (n: number): Promise<number> => {
+      const r = await Promise.allSettled(Array.from({ length: n }, () => openVerified(echoC.port, payload(cfg.concurrentPayloadBytes))));
+      let failed = 0;
+      for (const x of r) {
+        if (x.status === 'fulfilled') held.push(x.value);
+        else failed++;
+      }
+      return failed;
+    };
+    const tOpen = nowMs();
+    let concurrentFailed = await openBatch(first);
+    const rss100 = rssBytes(agentPid);
+    concurrentFailed += await openBatch(cfg.concurrent - first);
+    const openSeconds = (nowMs() - tOpen) / 1000;
+    await sleep(500);
+    const rss1000 = rssBytes(agentPid);
+    const hubRss1000 = rssBytes(hubPid);
+    const connectRss1000 = rssBytes(echoC.proc.pid);
+    await closeAll(held);
+    say(`  ${held.length} byte-exact, ${concurrentFailed} failed; agent RSS ${mb(rss0)} / ${mb(rss100)} / ${mb(rss1000)} MB`);
+
+    say(`new streams per second, ${cfg.rateConcurrency} in flight for ${cfg.rateSeconds} s`);
+    const rate = await sustained(echoC.port, cfg.rateConcurrency, cfg.rateSeconds * 1000);
+    say(`  ${round(rate.completed / rate.seconds, 1)} streams/s, ${rate.errors.length} errors`);
+
+    // ---- memory under a stalled reader ----
+    say(`stalled reader while the device floods ${mb(cfg.floodBytes)} MB`);
+    await sleep(1000);
+    const rssBeforeFlood = rssBytes(agentPid);
+    const reader = await stalledReader(floodC.port, block);
+    let peakStalled = rssBeforeFlood;
+    const hubBefore = rssBytes(hubPid);
+    let hubPeak = hubBefore;
+    const stallEnd = nowMs() + cfg.stallSeconds * 1000;
+    while (nowMs() < stallEnd) {
+      peakStalled = Math.max(peakStalled, rssBytes(agentPid));
+      hubPeak = Math.max(hubPeak, rssBytes(hubPid));
+      await sleep(100);
+    }
+    const writtenWhileStalled = flood.written();
+    let peakDraining = 0;
+    const sampler = setInterval(() => (peakDraining = Math.max(peakDraining, rssBytes(agentPid))), 100);
+    const drained = await reader.drain();
+    clearInterval(sampler);
+    say(`  agent RSS +${mb(peakStalled - rssBeforeFlood)} MB while stalled; drained ${mb(drained.bytes)} MB at ${round(drained.bytes / drained.seconds / MB, 1)} MB/s`);
+
+    // ---- footprint ----
+    const footprint: BenchResults['footprint'] = { bundleBytes: statSync(opts.bundle).size, executables: {} };
+    const distDir = join(opts.bundle, '..');
+    for (const f of readdirSync(distDir)) if (/^devstreams-linux-/.test(f)) footprint.executables[f] = statSync(join(distDir, f)).size;
+    const packagingFile = join(opts.out, 'footprint.json');
+    if (existsSync(packagingFile)) {
+      try {
+        footprint.packaging = JSON.parse(readFileSync(packagingFile, 'utf8')) as unknown;
+      } catch {
+        footprint.packaging = 'bench/results/footprint.json is not valid JSON';
+      }
+    }
+
+    const results: BenchResults = {
+      date: new Date().toISOString(),
+      quick: Q,
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', kernel: release(), node: process.version, loadBefore: loadBefore.map((v) => round(v, 2)), loadAfter: [] },
+      config: cfg,
+      throughput,
+      rtt,
+      setup,
+      concurrency: {
+        streams: cfg.concurrent,
+        byteExact: held.length,
+        failed: concurrentFailed,
+        openSeconds: round(openSeconds, 2),
+        agentRss: { at0: rss0, at100: rss100, atAll: rss1000 },
+        hubRssAtAll: hubRss1000,
+        connectRssAtAll: connectRss1000,
+        newStreamsPerS: round(rate.completed / rate.seconds, 1),
+        rateErrors: rate.errors.length,
+        rateSetup: dist(rate.setupMs),
+      },
+      memory: {
+        agentIdleRss: idleRss,
+        floodBytes: cfg.floodBytes,
+        stallSeconds: cfg.stallSeconds,
+        rssBeforeFlood,
+        peakRssStalled: peakStalled,
+        growthStalled: peakStalled - rssBeforeFlood,
+        hubGrowthStalled: hubPeak - hubBefore,
+        writtenWhileStalled,
+        peakRssDraining: peakDraining,
+        drained: { bytes: drained.bytes, exact: drained.exact && drained.bytes === cfg.floodBytes, mbPerS: round(drained.bytes / drained.seconds / MB, 1) },
+      },
+      cpu,
+      footprint,
+      durationS: 0,
+      targets: [],
+    };
+    results.machine.loadAfter = loadavg().map((v) => round(v, 2));
+    results.durationS = round((nowMs() - started) / 1000, 1);
+    results.targets = evaluateTargets(results);
+
+    mkdirSync(opts.out, { recursive: true });
+    const stem = join(opts.out, Q ? `${results.date.slice(0, 10)}-quick` : results.date.slice(0, 10));
+    const md = renderMarkdown(results, `${stem.split('/').pop()}.svg`);
+    writeFileSync(`${stem}.json`, JSON.stringify(results, null, 2) + '\n');
+    writeFileSync(`${stem}.md`, md);
+    writeFileSync(`${stem}.svg`, renderSvg(results));
+    process.stdout.write(md);
+    process.stdout.write(`\nwrote ${stem}.json, .md and .svg in ${results.durationS} s\n`);
+  } finally {
+    await stopAll();
+    if (opts.keep) say(`logs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

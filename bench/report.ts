@@ -1,0 +1,245 @@
+import { MB, round, type Dist } from './stats';
+
+type Paths<T> = { direct: T; socat: T; tunnel: T };
+
+export interface BenchResults {
+  date: string;
+  quick: boolean;
+  machine: { cpus: number; cpuModel: string; kernel: string; node: string; loadBefore: number[]; loadAfter: number[] };
+  config: Record<string, number>;
+  /** MB/s; upload = service → device, download = device → service. */
+  throughput: { upload: Paths<number>; download: Paths<number> };
+  /** ms */
+  rtt: Paths<Dist>;
+  setup: { sequential: Paths<Dist>; parallel: Paths<Dist>; parallelErrors: number };
+  concurrency: {
+    streams: number;
+    byteExact: number;
+    failed: number;
+    openSeconds: number;
+    agentRss: { at0: number; at100: number; atAll: number };
+    hubRssAtAll: number;
+    connectRssAtAll: number;
+    newStreamsPerS: number;
+    rateErrors: number;
+    rateSetup: Dist;
+  };
+  memory: {
+    agentIdleRss: number;
+    floodBytes: number;
+    stallSeconds: number;
+    rssBeforeFlood: number;
+    peakRssStalled: number;
+    growthStalled: number;
+    hubGrowthStalled: number;
+    writtenWhileStalled: number;
+    peakRssDraining: number;
+    drained: { bytes: number; exact: boolean; mbPerS: number };
+  };
+  cpu: { agentSecPerGiB: number; hubSecPerGiB: number; connectSecPerGiB: number; socatHopSecPerGiB: number; tunnelGiB: number; socatGiB: number };
+  footprint: { bundleBytes: number; executables: Record<string, number>; packaging?: unknown };
+  durationS: number;
+  targets: TargetResult[];
+}
+
+export interface TargetResult {
+  name: string;
+  measured: string;
+  goal: string;
+  pass: boolean;
+  /** How far from the limit: measured ÷ limit for "at most" goals, limit ÷ measured for "at least"; ≤ 1 passes. */
+  load: number;
+}
+
+const mb = (bytes: number): number => round(bytes / MB, 1);
+
+function atMost(name: string, value: number, limit: number, unit: string): TargetResult {
+  return { name, measured: `${round(value, 2)} ${unit}`, goal: `≤ ${limit} ${unit}`, pass: value <= limit, load: value / limit };
+}
+
+function atLeast(name: string, value: number, limit: number, unit: string): TargetResult {
+  return { name, measured: `${round(value, 2)} ${unit}`.trim(), goal: `≥ ${limit} ${unit}`.trim(), pass: value >= limit, load: value > 0 ? limit / value : Infinity };
+}
+
+export function evaluateTargets(r: BenchResults): TargetResult[] {
+  const up = r.throughput.upload.tunnel / r.throughput.upload.socat;
+  const down = r.throughput.download.tunnel / r.throughput.download.socat;
+  return [
+    atLeast('throughput upload ÷ socat TLS chain', up, 0.75, '×'),
+    atLeast('throughput download ÷ socat TLS chain', down, 0.75, '×'),
+    atMost('stream setup p50 (one at a time)', r.setup.sequential.tunnel.p50, 10, 'ms'),
+    atMost('stream setup p99 (one at a time)', r.setup.sequential.tunnel.p99, 50, 'ms'),
+    {
+      name: `${r.concurrency.streams} concurrent byte-exact streams`,
+      measured: `${r.concurrency.byteExact} of ${r.concurrency.streams}`,
+      goal: `all ${r.concurrency.streams}`,
+      pass: r.concurrency.byteExact === r.concurrency.streams && r.concurrency.failed === 0,
+      load: r.concurrency.streams / Math.max(1, r.concurrency.byteExact),
+    },
+    atLeast('new streams per second (sustained)', r.concurrency.newStreamsPerS, 200, '/s'),
+    atMost('agent idle RSS', mb(r.memory.agentIdleRss), 50, 'MB'),
+    atMost('agent RSS growth, stalled reader', mb(r.memory.growthStalled), 16, 'MB'),
+    atMost('agent CPU per GiB ÷ socat single hop', r.cpu.agentSecPerGiB / r.cpu.socatHopSecPerGiB, 2, '×'),
+  ];
+}
+
+const f1 = (v: number): string => (Number.isFinite(v) ? (v >= 100 ? String(Math.round(v)) : v.toFixed(v >= 10 ? 1 : 2)) : 'n/a');
+
+export function renderMarkdown(r: BenchResults, svgName: string): string {
+  const t = r.throughput;
+  const lines: string[] = [];
+  const row = (...cells: Array<string | number>): number => lines.push(`| ${cells.join(' | ')} |`);
+  lines.push(`# devstreams benchmark, ${r.date.slice(0, 16).replace('T', ' ')} UTC${r.quick ? ' (quick run: rougher figures)' : ''}`, '');
+  lines.push(
+    `${r.machine.cpus} × ${r.machine.cpuModel}, Linux ${r.machine.kernel}, Node ${r.machine.node}. Load average before ${r.machine.loadBefore.join(' / ')}, after ${r.machine.loadAfter.join(' / ')}` +
+      ` (other work on the machine shows here; ratios are measured within one run). Took ${r.durationS} s.`,
+    '',
+  );
+  lines.push('## Targets', '');
+  row('target', 'measured', 'goal', 'result');
+  row('---', '---', '---', '---');
+  for (const x of r.targets) row(x.name, x.measured, x.goal, x.pass ? 'pass' : '**MISS**');
+  lines.push('', `![chart](${svgName})`, '');
+  lines.push('## Throughput (iperf3, MB/s = 10^6 bytes/s)', '');
+  row('path', 'upload (service → device)', 'download (device → service)');
+  row('---', '---:', '---:');
+  row('iperf3 direct', t.upload.direct, t.download.direct);
+  row('socat chain, 3 hops, 2 TLS legs', t.upload.socat, t.download.socat);
+  row('devstreams connect → hub → agent', t.upload.tunnel, t.download.tunnel);
+  row('devstreams ÷ socat chain', f1(t.upload.tunnel / t.upload.socat), f1(t.download.tunnel / t.download.socat));
+  lines.push('', '## Latency (ms)', '');
+  row('path', 'round trip p50', 'round trip p99', 'setup p50', 'setup p99', 'setup p50, 100 at once', 'setup p99, 100 at once');
+  row('---', '---:', '---:', '---:', '---:', '---:', '---:');
+  for (const [name, k] of [
+    ['direct', 'direct'],
+    ['socat chain', 'socat'],
+    ['devstreams', 'tunnel'],
+  ] as const) {
+    row(name, f1(r.rtt[k].p50), f1(r.rtt[k].p99), f1(r.setup.sequential[k].p50), f1(r.setup.sequential[k].p99), f1(r.setup.parallel[k].p50), f1(r.setup.parallel[k].p99));
+  }
+  lines.push('', 'Setup is the time from the TCP connect on the service side to the first echoed byte.', '');
+  const c = r.concurrency;
+  lines.push('## Concurrency and memory (MB = 10^6 bytes)', '');
+  row('figure', 'value');
+  row('---', '---:');
+  row(`streams open at once, each byte-exact (${r.config.concurrentPayloadBytes! / 1024} KiB echoed)`, `${c.byteExact} of ${c.streams} (${c.failed} failed, opened in ${c.openSeconds} s)`);
+  row('agent RSS at 0 / 100 / all streams', `${mb(c.agentRss.at0)} / ${mb(c.agentRss.at100)} / ${mb(c.agentRss.atAll)} MB`);
+  row('hub / connect RSS with all streams open', `${mb(c.hubRssAtAll)} / ${mb(c.connectRssAtAll)} MB`);
+  row(`new streams per second (${r.config.rateConcurrency} in flight, ${r.config.rateSeconds} s)`, `${c.newStreamsPerS}/s (${c.rateErrors} errors; setup p50 ${f1(c.rateSetup.p50)} ms p99 ${f1(c.rateSetup.p99)} ms)`);
+  const m = r.memory;
+  row('agent idle RSS', `${mb(m.agentIdleRss)} MB`);
+  row(`agent RSS growth while a reader stalls ${r.config.stallSeconds} s and the device floods`, `${mb(m.growthStalled)} MB (peak ${mb(m.peakRssStalled)} MB)`);
+  row('bytes the device got to write while the reader stalled', `${mb(m.writtenWhileStalled)} MB`);
+  row('hub RSS growth while stalled', `${mb(m.hubGrowthStalled)} MB`);
+  row(`then drained ${mb(m.floodBytes)} MB`, `${m.drained.exact ? 'byte-exact' : '**NOT byte-exact**'} at ${m.drained.mbPerS} MB/s, agent peak ${mb(m.peakRssDraining)} MB`);
+  lines.push('', '## CPU seconds per GiB relayed (both directions of the iperf3 runs)', '');
+  row('process', 's/GiB');
+  row('---', '---:');
+  row('devstreams agent', r.cpu.agentSecPerGiB);
+  row('devstreams hub', r.cpu.hubSecPerGiB);
+  row('devstreams connect', r.cpu.connectSecPerGiB);
+  row("socat single hop (TLS in, TCP out: the agent's job)", r.cpu.socatHopSecPerGiB);
+  lines.push('', '## Footprint', '');
+  row('file', 'size');
+  row('---', '---:');
+  row('dist/devstreams.cjs (bundle; needs Node ≥ 20)', `${mb(r.footprint.bundleBytes)} MB`);
+  for (const [name, size] of Object.entries(r.footprint.executables)) row(`dist/${name}`, `${mb(size)} MB`);
+  if (Object.keys(r.footprint.executables).length === 0) row('single executables', 'not built in this tree');
+  if (r.footprint.packaging !== undefined) lines.push('', `From the packaging build (bench/results/footprint.json): \`${JSON.stringify(r.footprint.packaging)}\``);
+  lines.push('');
+  return lines.join('\n');
+}
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * A chart a person can read without tools: throughput bars by path, latency bars, and one bar per
+ * target showing how much of its limit the measurement uses (the line at 100 % is the limit).
+ */
+export function renderSvg(r: BenchResults): string {
+  const W = 960;
+  const out: string[] = [];
+  const font = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
+  const text = (x: number, y: number, s: string, extra = ''): number => out.push(`<text x="${x}" y="${y}" ${font} font-size="13" ${extra}>${esc(s)}</text>`);
+  const rect = (x: number, y: number, w: number, h: number, fill: string): number =>
+    out.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(0, w).toFixed(1)}" height="${h}" fill="${fill}"/>`);
+  const colours = { direct: '#9e9e9e', socat: '#4f81bd', tunnel: '#f28e2b' };
+  const names = { direct: 'direct', socat: 'socat TLS chain', tunnel: 'devstreams' };
+  let y = 30;
+  text(20, y, `devstreams benchmark ${r.date.slice(0, 16).replace('T', ' ')} UTC${r.quick ? ' (quick)' : ''}: ${r.machine.cpus} CPUs, load ${r.machine.loadBefore[0]}`, 'font-size="16" font-weight="bold"');
+  // Legend
+  y += 22;
+  let lx = 20;
+  for (const k of ['direct', 'socat', 'tunnel'] as const) {
+    rect(lx, y - 11, 14, 14, colours[k]);
+    text(lx + 20, y, names[k]);
+    lx += 170;
+  }
+
+  // Panel 1: throughput
+  y += 30;
+  text(20, y, 'Throughput, MB/s (iperf3)', 'font-weight="bold"');
+  y += 10;
+  const maxT = Math.max(1, ...(['upload', 'download'] as const).flatMap((d) => Object.values(r.throughput[d])));
+  const barW = W - 300;
+  for (const d of ['upload', 'download'] as const) {
+    for (const k of ['direct', 'socat', 'tunnel'] as const) {
+      y += 20;
+      const v = r.throughput[d][k];
+      if (k === 'direct') text(20, y + 12, d === 'upload' ? 'upload (service → device)' : 'download (device → service)');
+      rect(220, y, (v / maxT) * barW, 16, colours[k]);
+      text(226 + (v / maxT) * barW, y + 13, `${v} MB/s`);
+    }
+    y += 8;
+  }
+
+  // Panel 2: latency
+  y += 30;
+  text(20, y, 'Latency, ms (bar p50, whisker p99)', 'font-weight="bold"');
+  y += 10;
+  const lat: Array<[string, Paths<Dist>]> = [
+    ['1-byte round trip', r.rtt],
+    ['stream setup, one at a time', r.setup.sequential],
+    ['stream setup, 100 at once', r.setup.parallel],
+  ];
+  const maxL = Math.max(1, ...lat.flatMap(([, p]) => [p.direct.p99, p.socat.p99, p.tunnel.p99]).filter(Number.isFinite));
+  for (const [label, p] of lat) {
+    for (const k of ['direct', 'socat', 'tunnel'] as const) {
+      y += 20;
+      if (k === 'direct') text(20, y + 12, label);
+      const w50 = (p[k].p50 / maxL) * barW;
+      const w99 = (p[k].p99 / maxL) * barW;
+      rect(220, y, w50, 16, colours[k]);
+      out.push(`<line x1="${220 + w50}" y1="${y + 8}" x2="${220 + w99}" y2="${y + 8}" stroke="#333" stroke-width="1.5"/>`);
+      out.push(`<line x1="${220 + w99}" y1="${y + 2}" x2="${220 + w99}" y2="${y + 14}" stroke="#333" stroke-width="1.5"/>`);
+      text(228 + w99, y + 13, `${f1(p[k].p50)} / ${f1(p[k].p99)}`);
+    }
+    y += 8;
+  }
+
+  // Panel 3: targets
+  y += 30;
+  text(20, y, 'Targets: share of the limit used (left of the line passes)', 'font-weight="bold"');
+  y += 10;
+  const scale = 2; // the axis runs to 200 % of the limit
+  const axisX = 380;
+  const axisW = W - axisX - 200;
+  for (const x of r.targets) {
+    y += 22;
+    text(20, y + 12, x.name.length > 44 ? `${x.name.slice(0, 43)}…` : x.name);
+    const w = (Math.min(x.load, scale) / scale) * axisW;
+    rect(axisX, y, w, 16, x.pass ? '#59a14f' : '#e15759');
+    text(axisX + axisW + 10, y + 12, `${x.measured} (${x.goal})${x.pass ? '' : ' MISS'}`, 'font-size="12"');
+  }
+  const limitX = axisX + axisW / scale;
+  out.push(`<line x1="${limitX}" y1="${y - r.targets.length * 22 + 14}" x2="${limitX}" y2="${y + 20}" stroke="#000" stroke-dasharray="4 3"/>`);
+  text(limitX - 20, y + 34, 'limit', 'font-size="11"');
+  y += 50;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}">`,
+    `<rect width="${W}" height="${y}" fill="#fff"/>`,
+    ...out,
+    '</svg>',
+    '',
+  ].join('\n');
+}

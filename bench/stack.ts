@@ -1,0 +1,130 @@
+import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { Proc, freePort, run, waitFor } from './procs';
+
+const NODE = process.execPath;
+
+export interface CliStack {
+  dir: string;
+  bundle: string;
+  caFile: string;
+  hub: Proc;
+  agent: Proc;
+  /** A `devstreams connect` process for one service, with its local port. */
+  connect(service: string): Promise<{ proc: Proc; port: number }>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The real CLI processes on loopback, as a user would run them: `hub` (TLS), `hub add-device`,
+ * `agent -c config.yaml` and one `connect` per service. Logs go to files in `dir`, at the default
+ * level (info), because that is what users run.
+ */
+export async function startCliStack(opts: { dir: string; bundle: string; services: Record<string, number> }): Promise<CliStack> {
+  const { dir, bundle } = opts;
+  const dataDir = join(dir, 'hub');
+  const procs: Proc[] = [];
+  const cli = (args: string[]): Promise<string> => run(NODE, [bundle, ...args], { timeoutMs: 60_000 });
+  // The hub's per-device request rate (default 1/s, burst 10) is raised to what is being measured.
+  const rate = ['--device-stream-rate', '2000/5000', '--service-stream-rate', '2000/5000'];
+  const hub = new Proc('hub', NODE, [bundle, 'hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...rate], { logFile: join(dir, 'hub.log') });
+  procs.push(hub);
+  try {
+    await hub.line(/^hub listening on (\S+)/, 60_000);
+    const lastLine = (s: string): string => s.trim().split('\n').pop()!;
+    const deviceCs = lastLine(await cli(['hub', 'add-device', 'bench-pi', '--data-dir', dataDir]));
+    const serviceCs = lastLine(await cli(['hub', 'service-string', '--data-dir', dataDir]));
+    const caFile = join(dataDir, 'ca.pem');
+    const services = Object.entries(opts.services)
+      .map(([name, port]) => `  ${name}:\n    port: ${port}\n`)
+      .join('');
+    const configFile = join(dir, 'agent.yaml');
+    // Limits raised so 1,000 concurrent streams on one service are allowed; telemetry off (noise).
+    writeFileSync(
+      configFile,
+      `hub:\n  connection_string: "${deviceCs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\ntelemetry:\n  interval_s: 0\n`,
+      { mode: 0o600 },
+    );
+    const agent = new Proc('agent', NODE, [bundle, 'agent', '-c', configFile], { logFile: join(dir, 'agent.log') });
+    procs.push(agent);
+    const connect = async (service: string): Promise<{ proc: Proc; port: number }> => {
+      const proc = new Proc(`connect ${service}`, NODE, [bundle, 'connect', 'bench-pi', service, '--listen', '127.0.0.1:0', '--ca', caFile], {
+        logFile: join(dir, `connect-${service}.log`),
+        env: { DEVSTREAMS_CONNECTION_STRING: serviceCs },
+      });
+      procs.push(proc);
+      const m = await proc.line(/^listening on [^:]+:(\d+)/);
+      return { proc, port: Number(m[1]) };
+    };
+    return {
+      dir,
+      bundle,
+      caFile,
+      hub,
+      agent,
+      connect,
+      async stop() {
+        for (const p of procs.reverse()) await p.stop();
+      },
+    };
+  } catch (err) {
+    for (const p of procs.reverse()) await p.stop();
+    throw err;
+  }
+}
+
+export interface SocatChain {
+  /** Where a client connects (plain TCP, like `connect`'s port). */
+  port: number;
+  /** The last hop (TLS in, plain TCP out): the agent's job. */
+  lastHop: Proc;
+  procs: Proc[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The alternative a person could build by hand: three socat hops like connect → hub → agent, TLS on
+ * the two legs that cross the "hub", with the hub's own certificate and key (same crypto), the
+ * client side verifying it like ours does. socat runs with its defaults, as people run it, except a
+ * listen backlog like Node's (socat's default of 5 drops connections when 100 arrive at once).
+ */
+export async function startSocatChain(opts: { dir: string; dataDir: string; target: number; name: string }): Promise<SocatChain> {
+  const cert = join(opts.dataDir, 'server.pem');
+  const key = join(opts.dataDir, 'server-key.pem');
+  const ca = join(opts.dataDir, 'ca.pem');
+  const [pA, pB, pC] = [await freePort(), await freePort(), await freePort()];
+  const tlsServer = (port: number): string => `OPENSSL-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=511,cert=${cert},key=${key},verify=0`;
+  const tlsClient = (port: number): string => `OPENSSL:127.0.0.1:${port},cafile=${ca},commonname=127.0.0.1`;
+  const log = (hop: string): { logFile: string } => ({ logFile: join(opts.dir, `socat-${opts.name}-${hop}.log`) });
+  const procs = [
+    new Proc('socat agent-hop', 'socat', [tlsServer(pC), `TCP:127.0.0.1:${opts.target}`], log('c')),
+    new Proc('socat hub-hop', 'socat', [tlsServer(pB), tlsClient(pC)], log('b')),
+    new Proc('socat connect-hop', 'socat', [`TCP-LISTEN:${pA},bind=127.0.0.1,reuseaddr,fork,backlog=511`, tlsClient(pB)], log('a')),
+  ];
+  // socat prints nothing when it listens; wait until each port accepts.
+  for (const port of [pC, pB, pA]) {
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const s = connect({ host: '127.0.0.1', port });
+          s.once('connect', () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.once('error', () => resolve(false));
+        }),
+      `socat on ${port}`,
+      10_000,
+      50,
+    );
+  }
+  return {
+    port: pA,
+    lastHop: procs[0]!,
+    procs,
+    async stop() {
+      for (const p of procs) await p.stop();
+    },
+  };
+}
