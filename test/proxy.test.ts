@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../agent/config';
+import { ControlChannel } from '../agent/control-channel';
+import { Backoff } from '../core/backoff';
 import { dialThroughProxy, parseProxyUrl, proxyFor } from '../core/proxy';
 import { HubClient } from '../service/hub-client';
-import { isDevstreamsError, parseServiceConnectionString } from '../wire';
+import { isDevstreamsError, parseDeviceConnectionString, parseServiceConnectionString } from '../wire';
 import { freePort } from './helpers/free-port';
-import { startStack, until, type Stack } from './helpers/stack';
+import { startStack, testLogger, until, type Stack } from './helpers/stack';
 import { roundTrip, startEchoServer } from './helpers/targets';
 
 /**
@@ -165,6 +167,27 @@ describe('HTTP CONNECT proxy (tinyproxy) for control channel and streams', () =>
     }
     const none = await dialThroughProxy(parseProxyUrl(`http://127.0.0.1:${proxy.port}`), '127.0.0.1', hubPort).catch((e: unknown) => e);
     expect((none as Error).message).toMatch(/put them in the proxy URL/);
+  });
+
+  it.each(['websocket', 'mqtt_tls'] as const)('agent (%s): a proxy refusing its credentials is named in lastError, without the password', async (transport) => {
+    const ch = new ControlChannel({
+      device: parseDeviceConnectionString(stack.deviceConnectionString(`pi-refused-${transport}`)),
+      caPem: stack.caPem,
+      log: testLogger('control'),
+      transport,
+      mqttTlsPort: stack.hub.mqttPort,
+      proxy: proxy.url.replace('s3cret-pass', 'not-it'),
+      backoff: new Backoff({ baseMs: 50, capMs: 200 }),
+    });
+    try {
+      ch.start();
+      await until(() => /wants credentials/.test(ch.lastError ?? ''), 'the proxy refusal to be reported');
+      expect(ch.lastError).toContain(`the proxy http://127.0.0.1:${proxy.port} wants credentials`);
+      expect(ch.lastError).not.toContain('not-it');
+      expect(ch.connected).toBe(false);
+    } finally {
+      await ch.stop();
+    }
   });
 
   it('says clearly when the proxy itself is not there', async () => {
