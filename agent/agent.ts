@@ -5,6 +5,17 @@ import type { AgentConfig } from './config';
 import { ControlChannel } from './control-channel';
 import { allowedStreamHosts, streamUrlRefusal, type HostPattern } from './stream-policy';
 import { TcpStreamSession } from './stream-session';
+import { PtyStreamSession } from './pty/session';
+import { isPtyService } from './config';
+import { VERSION } from '../cli/version';
+import { StreamLimits, watchStream } from './limits';
+import { MetricsServer } from './metrics';
+import { SdNotify } from './sd-notify';
+import { AgentStats, StatusFile, defaultStatusFile, statusSnapshot, type StatusSnapshot } from './status';
+import { Telemetry } from './telemetry';
+
+/** Request ids we answer: IoT Hub sends numbers; anything else could not be put into a topic safely. */
+const SAFE_REQUEST_ID = /^[\w.-]{1,64}$/;
 
 /** How long open streams get to finish on shutdown before they are cut. */
 export const STOP_DEADLINE_MS = 10_000;
@@ -16,16 +27,51 @@ export const STOP_DEADLINE_MS = 10_000;
  */
 export class Agent {
   private control?: ControlChannel;
-  private readonly sessions = new Set<TcpStreamSession>();
+  private readonly sessions = new Set<TcpStreamSession | PtyStreamSession>();
   private allowedHosts: HostPattern[];
   private streamsTotal = 0;
   private stopping = false;
+  private readonly limits: StreamLimits;
+  readonly stats = new AgentStats();
+  private statusFile?: StatusFile;
+  private metrics?: MetricsServer;
+  private telemetry?: Telemetry;
+  private readonly notify: SdNotify;
 
   constructor(
     private config: AgentConfig,
     private readonly log: Logger,
+    opts: { notify?: SdNotify; env?: NodeJS.ProcessEnv } = {},
   ) {
     this.allowedHosts = allowedStreamHosts(config.device.hostName, config.hub.stream_hosts);
+    this.limits = new StreamLimits(config);
+    this.notify = opts.notify ?? new SdNotify(log.child({ part: 'sd_notify' }), opts.env);
+    const env = opts.env ?? process.env;
+    // Without a configured file and outside systemd (no RuntimeDirectory) there is no status file.
+    this.statusFileName = config.status_file ?? (env.RUNTIME_DIRECTORY ? defaultStatusFile(env) : undefined);
+  }
+
+  /** The status file this agent writes, if any (config `status_file`, else $RUNTIME_DIRECTORY/status.json). */
+  readonly statusFileName: string | undefined;
+
+  /** Port of the metrics endpoint once listening (0 otherwise). */
+  get metricsPort(): number {
+    return this.metrics?.port ?? 0;
+  }
+
+  snapshot(): StatusSnapshot {
+    return statusSnapshot(this.stats, {
+      version: VERSION,
+      device: this.config.device.deviceId,
+      hub: this.config.device.hostName,
+      reconnects: this.control?.reconnects ?? 0,
+      lastError: this.control?.lastError,
+    });
+  }
+
+  private statusLine(): string {
+    const s = this.stats;
+    return `${s.connected ? 'connected to' : 'connecting to'} ${this.config.device.hostName}; ${this.sessions.size} streams open, ${s.streamsTotal} accepted, ${s.refusedTotal} refused`;
   }
 
   get activeStreams(): number {
@@ -36,7 +82,8 @@ export class Agent {
     return this.control?.connected ?? false;
   }
 
-  start(): void {
+  /** Starts the control channel and the status, metrics and telemetry parts; tells systemd READY. */
+  async start(): Promise<void> {
     const { device } = this.config;
     this.control = new ControlChannel({
       device,
@@ -88,17 +135,25 @@ export class Agent {
     const started = Date.now();
     let req: StreamRequest;
     try {
-      req = parseStreamRequestTopic(topic);
+      req = parseStreamRequestTopic(topic, this.control?.topicRoot);
     } catch (err) {
       // Answer 400 when there is a request id to answer; never dial anything.
       const rid = topic.includes('?') || topic.includes('$rid=') ? parsePropertyBag(topic.split('/').pop() ?? '').get('$rid') : undefined;
-      if (rid && /^[\w.-]{1,64}$/.test(rid)) this.control?.respond(400, rid, { reason: 'malformed stream request' });
+      if (rid && SAFE_REQUEST_ID.test(rid)) this.control?.respond(400, rid, { reason: 'malformed stream request' });
+      this.stats.refused({ request_id: rid, reason: (err as Error).message });
       writeAudit(this.log, { request_id: rid, outcome: 'malformed', bytes_to_target: 0, bytes_from_target: 0, duration_ms: 0, reason: (err as Error).message });
+      return;
+    }
+    if (!SAFE_REQUEST_ID.test(req.requestId)) {
+      // It would become part of our response topic: a `#`, `+` or `/` there could get us disconnected.
+      this.stats.refused({ reason: 'request id is not 1-64 letters, digits, ".", "_" or "-"' });
+      writeAudit(this.log, { outcome: 'malformed', bytes_to_target: 0, bytes_from_target: 0, duration_ms: 0, reason: 'unsafe request id' });
       return;
     }
     const ctx = { request_id: req.requestId, service: req.streamName };
     const refuse = (reason: string): void => {
       this.control?.respond(400, req.requestId, { reason });
+      this.stats.refused({ ...ctx, reason });
       writeAudit(this.log, { ...ctx, outcome: 'refused', bytes_to_target: 0, bytes_from_target: 0, duration_ms: Date.now() - started, reason });
     };
     if (this.stopping) return refuse('agent is shutting down');
@@ -106,6 +161,14 @@ export class Agent {
     if (!service) return refuse(`service "${req.streamName}" is not in the device's allowlist`);
     const urlRefusal = streamUrlRefusal(req.url, this.allowedHosts);
     if (urlRefusal) return refuse(urlRefusal);
+    // It becomes an Authorization header: anything but printable ASCII could inject or break one.
+    if (!/^[\x21-\x7e]{1,8192}$/.test(req.authToken)) return refuse('stream token is not 1-8192 printable ASCII characters');
+    if (isPtyService(service)) {
+      const open = [...this.sessions].filter((s) => s instanceof PtyStreamSession && s.streamName === req.streamName).length;
+      if (open >= service.pty.max_sessions) return refuse(`service "${req.streamName}" has max_sessions (${service.pty.max_sessions}) open`);
+    }
+    const slot = this.limits.admit(req.streamName);
+    if (!slot.ok) return refuse(slot.reason);
 
     this.control?.respond(200, req.requestId);
     this.streamsTotal++;
@@ -163,6 +226,8 @@ export class Agent {
   /** Stops taking requests, closes open streams (deadline STOP_DEADLINE_MS) and the control channel. Never throws. */
   async stop(): Promise<void> {
     this.stopping = true;
+    const stoppingSent = this.notify.stopping();
+    this.telemetry?.stop();
     for (const s of this.sessions) s.close(CLOSE.GOING_AWAY, 'agent shutting down');
     const deadline = Date.now() + STOP_DEADLINE_MS;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -171,6 +236,14 @@ export class Agent {
     } catch (err) {
       this.log.warn({ err }, 'error while stopping the control channel');
     }
+    try {
+      await this.metrics?.stop();
+    } catch (err) {
+      this.log.warn({ err }, 'error while stopping the metrics endpoint');
+    }
+    this.statusFile?.stop();
+    // Bounded: a stuck systemd-notify must not hold up the exit.
+    await Promise.race([stoppingSent, new Promise((r) => setTimeout(r, 2000).unref())]);
     this.log.info({ streams_left: this.sessions.size }, 'agent stopped');
   }
 }

@@ -17,6 +17,10 @@ export interface AuditRecord {
   bytes_from_target: number;
   duration_ms: number;
   reason?: string | undefined;
+  /** PTY services: the user the session ran as, and how its shell ended. */
+  user?: string | undefined;
+  exit_code?: number | null | undefined;
+  exit_signal?: string | null | undefined;
 }
 
 export function writeAudit(log: Logger, rec: AuditRecord): void {

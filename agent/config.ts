@@ -30,6 +30,33 @@ const tcpService = z.strictObject({
   ...serviceLimitFields,
 });
 
+/** `30m`, `90s`, `1h30m` → milliseconds. */
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration: write it like 90s, 30m, 2h or 1h30m` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/** A terminal on the device instead of a port: see docs/shell.md. */
+const ptyService = z.strictObject({
+  pty: z.strictObject({
+    command: z.string().startsWith('/', 'must be an absolute path'),
+    args: z.array(z.string()).default([]),
+    /** When the agent runs as root, the session drops to this user (uid, gid, supplementary groups). */
+    user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/, 'must be a user name').optional(),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment names are letters, digits and "_"'), z.string()).default({}),
+    /** Off: command must be listed in /etc/shells. */
+    allow_any_command: z.boolean().default(false),
+    max_sessions: z.number().int().min(1).max(1000).default(4),
+    idle_timeout: duration.optional(),
+    max_duration: duration.optional(),
+  }),
+  ...serviceLimitFields,
+});
+
 const LOOPBACK_LISTEN = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost):\d{1,5}$/;
 
 export const agentConfigSchema = z.strictObject({
@@ -86,6 +113,12 @@ export const agentConfigSchema = z.strictObject({
 
 export type AgentConfigFile = z.infer<typeof agentConfigSchema>;
 export type TcpServiceConfig = z.infer<typeof tcpService>;
+export type PtyServiceConfig = z.infer<typeof ptyService>;
+export type ServiceConfig = TcpServiceConfig | PtyServiceConfig;
+
+export function isPtyService(s: ServiceConfig): s is PtyServiceConfig {
+  return 'pty' in s;
+}
 
 export interface AgentConfig extends AgentConfigFile {
   /** Where it was read from (for messages). */
@@ -164,6 +197,17 @@ function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
   }
 }
 
+/**
+ * A service is a TCP port or a PTY: when neither fits, report the problems of the branch whose keys
+ * the user wrote (`port` or `pty`), not zod's bare "Invalid input".
+ */
+function unionBranchIssues(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return [issue];
+  const fitting = issue.errors.filter((branch) => !branch.some((i) => i.code === 'unrecognized_keys' && i.path.length === 0));
+  if (fitting.length === 1) return fitting[0]!.map((i) => ({ ...i, path: [...issue.path, ...i.path] }) as z.core.$ZodIssue).flatMap((i) => unionBranchIssues(i));
+  return [{ ...issue, message: 'a service needs either port (a TCP service) or pty (a terminal), not both' }];
+}
+
 function getIn(obj: unknown, path: Path): unknown {
   let v = obj;
   for (const seg of path) {
@@ -221,7 +265,7 @@ export function parseAgentConfig(text: string, file: string, env: NodeJS.Process
   const raw: unknown = doc.toJS() ?? {};
   const result = agentConfigSchema.safeParse(raw);
   if (!result.success) {
-    for (const issue of result.error.issues) {
+    for (const issue of result.error.issues.flatMap((i) => unionBranchIssues(i))) {
       if (issue.code === 'unrecognized_keys') {
         for (const key of issue.keys) at(nodeAt(doc, [...issue.path, key], true), `${dotted([...issue.path, key])} is not a known setting`);
       } else if (issue.code === 'invalid_key') {

@@ -12,7 +12,15 @@ import {
   streamRequestSubscription,
   type DeviceConnectionString,
   type StreamResponseStatus,
+  DEVICE_STATUS_OFFLINE,
+  DEVICE_STATUS_ONLINE,
+  IOTHUB_ROOT,
+  deviceStatusTopic,
+  deviceTelemetryTopic,
+  deviceTopicRoot,
+  telemetryTopic,
 } from '../wire';
+import type { BrokerSettings } from './broker-config';
 import { describeConnectError, isCertificateError } from '../core/connect-errors';
 import { clockSkewSentence, describePeerCertificate, hubClockOffsetMs } from '../core/diagnose';
 import { ProxyAgent, dialThroughProxy, proxyFor, type ProxySettings } from '../core/proxy';
@@ -44,6 +52,8 @@ export interface ControlChannelOptions {
   insecure?: boolean;
   /** X.509 device identity (PEM). */
   identity?: { certPem: Buffer; keyPem: Buffer };
+  /** Fleet mode: an external MQTT broker instead of the hub, under the device's own topic root. */
+  broker?: BrokerSettings;
 }
 
 export interface ControlChannelEvents {
@@ -67,9 +77,18 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   connected = false;
   lastError?: string;
 
+  /** `$iothub` on the hub; the device's own root (`devstreams/{id}`) on an external broker. */
+  readonly topicRoot: string;
+
   constructor(private readonly opts: ControlChannelOptions) {
     super();
     this.backoff = opts.backoff ?? new Backoff();
+    this.topicRoot = opts.broker ? deviceTopicRoot(opts.broker.topicRoot, opts.device.deviceId) : IOTHUB_ROOT;
+  }
+
+  /** Where health telemetry goes. */
+  telemetryTopic(): string {
+    return this.opts.broker ? deviceTelemetryTopic(this.topicRoot) : telemetryTopic(this.opts.device.deviceId);
   }
 
   start(): void {
@@ -78,6 +97,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   }
 
   private url(): string {
+    if (this.opts.broker) return this.opts.broker.url;
     if (this.opts.transport === 'mqtt_tls') return `mqtts://${this.endpoint().host}:${this.endpoint().port}`;
     return `wss://${this.opts.device.hostName}/$iothub/websocket`;
   }
@@ -113,6 +133,17 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       ...(this.opts.caPem ? { ca: this.opts.caPem } : {}),
       ...(this.opts.identity ? { cert: this.opts.identity.certPem, key: this.opts.identity.keyPem } : {}),
     };
+    const broker = this.opts.broker;
+    if (broker) {
+      // The broker's own credentials (password file or client certificate); a retained `online` on
+      // connect and a retained `offline` Last Will tell every hub instance whether this device is up.
+      options.username = broker.username ?? device.deviceId;
+      if (broker.password !== undefined) options.password = broker.password;
+      else delete options.password;
+      if (broker.caPem) options.ca = broker.caPem;
+      if (broker.certPem && broker.keyPem) Object.assign(options, { cert: broker.certPem, key: broker.keyPem });
+      options.will = { topic: deviceStatusTopic(this.topicRoot), payload: Buffer.from(DEVICE_STATUS_OFFLINE), qos: 1, retain: true };
+    }
     if (this.opts.insecure) {
       log.warn({ hub: device.hostName }, 'INSECURE: TLS verification is OFF (insecure: true in config); anyone on the path can impersonate the hub');
     }
@@ -161,9 +192,13 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       this.lastError = undefined;
       this.backoff.connected();
       log.info({ hub: device.hostName, device: device.deviceId, reconnects: this.reconnects }, 'connected to hub');
-      client.subscribe(streamRequestSubscription(), { qos: 0 }, (err, granted) => {
+      client.subscribe(streamRequestSubscription(this.topicRoot), { qos: 0 }, (err, granted) => {
         if (err || granted?.some((g) => g.qos === 128)) {
           log.error({ err: err?.message }, 'hub refused the stream request subscription');
+        } else {
+          log.info('listening for stream requests');
+          // Online only once subscribed, or a hub could send a request nobody hears.
+          if (this.opts.broker) client.publish(deviceStatusTopic(this.topicRoot), DEVICE_STATUS_ONLINE, { qos: 1, retain: true });
         }
       });
       this.emit('connected');
@@ -248,7 +283,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     const client = this.client;
     if (!client || !this.connected) return;
     const payload = body ? JSON.stringify(body) : '';
-    client.publish(formatStreamResponseTopic(status, requestId), payload, { qos: 0 });
+    client.publish(formatStreamResponseTopic(status, requestId, this.topicRoot), payload, { qos: 0 });
   }
 
   publish(topic: string, payload: string | Buffer): void {
@@ -264,6 +299,8 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     this.connected = false;
     if (!client) return;
     client.removeAllListeners('close');
+    // A clean DISCONNECT suppresses the Last Will: say offline ourselves.
+    if (this.opts.broker && client.connected) client.publish(deviceStatusTopic(this.topicRoot), DEVICE_STATUS_OFFLINE, { qos: 1, retain: true });
     await Promise.race([client.endAsync(false), new Promise((r) => setTimeout(r, 2000).unref())]);
     client.end(true);
   }

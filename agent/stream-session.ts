@@ -9,7 +9,7 @@ import { STREAM_CONNECT_TIMEOUT_MS, closeUnused, dialStream, type DialOptions } 
 import type { TcpServiceConfig } from './config';
 import type { AuditRecord } from './audit';
 
-function waitOpen(ws: WebSocket): Promise<void> {
+export function waitOpen(ws: WebSocket): Promise<void> {
   return new Promise((resolve, reject) => {
     ws.once('open', () => {
       ws.pause(); // until the tunnel takes it, so no frame is lost
@@ -92,7 +92,7 @@ export class TcpStreamSession {
       return { outcome: 'closed', bytes_to_target: 0, bytes_from_target: 0, duration_ms: elapsed(), reason: this.abortedWith.reason };
     }
     this.ctx.log.debug({ target: this.targetName }, 'stream open');
-    this.tunnel = startTunnel(target, ws);
+    this.tunnel = startTunnel(target, ws, this.ctx.onActivity ? { onActivity: this.ctx.onActivity } : {});
     const r = await this.tunnel.done;
     const reason = r.error ? `error: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` : `${r.endedBy} closed${r.closeReason ? `: ${r.closeReason}` : ''} (${r.closeCode})`;
     this.ctx.log.info(

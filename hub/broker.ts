@@ -186,6 +186,14 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> {
     return true;
   }
 
+  /** Tests and diagnostics only: writes an arbitrary topic to one device's connection. */
+  sendRaw(deviceId: string, topic: string, payload: Buffer): boolean {
+    const client = this.online.get(deviceId);
+    if (!client) return false;
+    client.publish({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }, () => undefined);
+    return true;
+  }
+
   async stop(): Promise<void> {
     const aedes = this.aedes;
     this.aedes = undefined;

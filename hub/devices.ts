@@ -1,5 +1,5 @@
 import type { Logger } from '../core/log';
-import type { EmbeddedBroker } from './broker';
+import type { ControlPlane } from './control-plane';
 import type { DeviceRegistry } from './data-dir';
 
 /**
@@ -33,7 +33,7 @@ export class DeviceHealth {
 
   constructor(
     private readonly registry: DeviceRegistry,
-    broker: EmbeddedBroker,
+    broker: ControlPlane,
     private readonly log: Logger,
   ) {
     broker.on('online', (id) => {

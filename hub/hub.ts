@@ -63,7 +63,7 @@ function listenOn(server: TlsServer, at: { host: string; port: number }): Promis
  */
 export class Hub {
   private server?: Server;
-  private broker?: EmbeddedBroker;
+  private broker?: ControlPlane;
   private endpoint?: StreamingEndpoint;
   private mqttWss?: WebSocketServer;
   private hostName = '';
@@ -94,7 +94,12 @@ export class Hub {
     const secrets = dataDir.secrets();
     const registry = new DeviceRegistry(dataDir);
 
-    this.broker = new EmbeddedBroker(registry, log.child({ part: 'broker' }));
+    const external = this.opts.externalBroker;
+    // Request ids carry the instance id, so a device's answer seen by every hub finds only the one that asked.
+    const instanceId = this.opts.instanceId ?? randomBytes(4).toString('hex');
+    this.broker = external
+      ? new ExternalBroker({ ...external, instanceId, log: log.child({ part: 'broker', broker: external.url }) })
+      : new EmbeddedBroker(registry, log.child({ part: 'broker' }));
     await this.broker.start();
     this.endpoint = new StreamingEndpoint(
       secrets.stream_signing_key,
@@ -149,17 +154,28 @@ export class Hub {
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '').split('?')[0]!;
-    if (path === MQTT_WS_PATH && this.mqttWss && this.broker) {
+    const broker = this.broker;
+    if (path === MQTT_WS_PATH && this.mqttWss && broker instanceof EmbeddedBroker) {
       this.mqttWss.handleUpgrade(req, socket, head, (ws) => {
         const stream = createWebSocketStream(ws);
         stream.on('error', () => stream.destroy());
-        this.broker!.handle(stream, req);
+        broker.handle(stream, req);
       });
     } else if (path.startsWith(BRIDGE_PATH_PREFIX) && this.endpoint) {
       this.endpoint.handleUpgrade(req, socket, head);
     } else {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     }
+  }
+
+  /** Tests and diagnostics only: delivers an arbitrary topic to one device's connection. */
+  sendRawToDevice(deviceId: string, topic: string, payload: Buffer = Buffer.alloc(0)): boolean {
+    return this.broker instanceof EmbeddedBroker ? this.broker.sendRaw(deviceId, topic, payload) : false;
+  }
+
+  /** Whether the control plane sees the device connected (and, on an external broker, this hub connected too). */
+  isDeviceOnline(deviceId: string): boolean {
+    return this.broker?.isOnline(deviceId) ?? false;
   }
 
   get activeStreams(): number {

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../core/log';
 import {
+  DEVICES_PATH,
   HEADER,
   HUB_ERROR,
   STREAM_HANDSHAKE_TIMEOUT_S,
@@ -53,7 +54,9 @@ export class ServiceApi {
   constructor(
     private readonly deps: {
       registry: DeviceRegistry;
-      broker: EmbeddedBroker;
+      broker: ControlPlane;
+      /** Prefixed to request ids (`{instance}-`) so that hub instances sharing a broker never collide. */
+      requestIdPrefix?: string;
       secrets: HubSecrets;
       log: Logger;
       /** `host:port` the streaming URL names. */
@@ -86,6 +89,14 @@ export class ServiceApi {
     const url = new URL(req.url ?? '/', 'https://hub.invalid');
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === DEVICES_PATH && this.deps.devices) {
+      req.resume();
+      const denied = this.authorize(req.headers.authorization);
+      if (denied) return this.fail(res, 'IotHubUnauthorizedAccess', denied, trackingId);
+      const body = JSON.stringify(this.deps.devices.list());
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body);
       return;
     }
     const route = parseStreamRequestPath(url.pathname);
@@ -141,13 +152,13 @@ export class ServiceApi {
   private async requestStream(req: IncomingMessage, res: ServerResponse, deviceId: string, streamName: string, trackingId: string): Promise<void> {
     const { registry, broker, log, secrets } = this.deps;
     const ctx = { device: deviceId, service: streamName, trackingId };
-    if (!registry.get(deviceId)) return this.fail(res, 'DeviceNotFound', `device "${deviceId}" is not registered with this hub`, trackingId);
+    if (!this.known(deviceId)) return this.fail(res, 'DeviceNotFound', `device "${deviceId}" is not registered with this hub`, trackingId);
     if (!broker.isOnline(deviceId)) return this.fail(res, 'DeviceNotOnline', `device "${deviceId}" is not connected to the hub`, trackingId);
 
     const connectTimeoutS = timeoutHeader(req, HEADER.connectTimeout);
     const responseTimeoutS = timeoutHeader(req, HEADER.responseTimeout);
     const streamId = newStreamId();
-    const requestId = String(this.nextRequestId++);
+    const requestId = `${this.deps.requestIdPrefix ?? ''}${this.nextRequestId++}`;
     const exp = Date.now() + connectTimeoutS * 1000;
     const key = secrets.stream_signing_key;
     const deviceToken = signStreamToken(key, { streamId, side: 'device', deviceId, exp });

@@ -1,7 +1,10 @@
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import type { WebSocket } from 'ws';
 import {
+  API_VERSION,
+  DEVICES_PATH,
   DevstreamsError,
+  isDevstreamsError,
   HEADER,
   SAS_LIFETIME_S,
   STREAM_HANDSHAKE_TIMEOUT_S,
