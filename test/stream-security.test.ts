@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allowedStreamHosts, streamUrlRefusal } from '../agent/stream-policy';
 import { dialStream } from '../core/stream-dial';
 import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
+import { RateLimiter } from '../hub/rate-limit';
 import { newStreamId, signStreamToken, type StreamSide } from '../hub/stream-tokens';
 import {
   HEADER,
@@ -275,6 +276,21 @@ describe('rate limiting of stream requests', () => {
     expect(body.message).toMatch(/for service credential "service"/);
     expect(body.trackingId).toBeTruthy();
     expect(res.headers[HEADER.url]).toBeUndefined();
+  });
+});
+
+describe('RateLimiter', () => {
+  it('allows the burst, then the steady rate, and says how long to wait', () => {
+    let now = 1_000_000;
+    const limiter = new RateLimiter({ burst: 3, perSecond: 2 }, () => now);
+    expect([limiter.take('a'), limiter.take('a'), limiter.take('a')]).toEqual([0, 0, 0]);
+    expect(limiter.take('a')).toBe(1); // empty: next token in 0.5 s, rounded up to whole seconds
+    expect(limiter.take('b')).toBe(0); // buckets are per key
+    now += 500;
+    expect(limiter.take('a')).toBe(0); // one token came back
+    expect(limiter.take('a')).toBe(1);
+    now += 60_000;
+    expect([limiter.take('a'), limiter.take('a'), limiter.take('a'), limiter.take('a')]).toEqual([0, 0, 0, 1]); // never more than the burst
   });
 });
 
