@@ -1,8 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent';
 import { parseAgentConfig } from '../agent/config';
@@ -14,18 +12,7 @@ import { HubClient, clockSkewMessage } from '../service/hub-client';
 import { isDevstreamsError, parseDeviceConnectionString, parseServiceConnectionString } from '../wire';
 import { startStack, testLogger, until, type Stack } from './helpers/stack';
 import { roundTrip, startEchoServer } from './helpers/targets';
-
-/** A real pino logger whose JSON lines land in an array the test reads. */
-function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), lines };
-}
+import { capturingLogger } from './helpers/log-capture';
 
 describe('clear messages for network and trust failures', () => {
   let stack: Stack;
@@ -115,7 +102,7 @@ describe('clear messages for network and trust failures', () => {
 
   it('insecure: true connects without the CA and says so loudly at every connect', async () => {
     const echo = await startEchoServer();
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('info');
     const yaml = `hub:\n  connection_string: "${stack.deviceConnectionString('pi-insecure')}"\n  insecure: true\nservices:\n  echo:\n    port: ${echo.port}\n`;
     const { config } = parseAgentConfig(yaml, 'insecure.yaml');
     const agent = new Agent(config!, log);

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../agent/agent';
 import { parseAgentConfig } from '../agent/config';
 import { ControlChannel } from '../agent/control-channel';
 import { Backoff } from '../core/backoff';
@@ -12,6 +13,7 @@ import { isDevstreamsError, parseDeviceConnectionString, parseServiceConnectionS
 import { freePort } from './helpers/free-port';
 import { startStack, testLogger, until, type Stack } from './helpers/stack';
 import { roundTrip, startEchoServer } from './helpers/targets';
+import { capturingLogger } from './helpers/log-capture';
 
 /**
  * A real HTTP CONNECT proxy (Debian's tinyproxy) on loopback that lets through only CONNECT to the
@@ -119,6 +121,22 @@ describe('HTTP CONNECT proxy (tinyproxy) for control channel and streams', () =>
     // REST request, the service's stream leg and the agent's stream leg: three more CONNECTs.
     await until(() => proxy.connectsTo(hubPort) >= before + 4, 'the REST request and both stream legs to pass the proxy');
     expect(proxy.log()).not.toContain('s3cret-pass');
+  });
+
+  it('the agent never logs the proxy password, at debug level, across a connect and a stream', async () => {
+    const { log, text } = capturingLogger('trace');
+    const yaml = `hub:\n  connection_string: "${stack.deviceConnectionString('pi-logs')}"\n  ca: ${stack.caFile}\n  proxy: "${proxy.url}"\nservices:\n  echo:\n    port: ${echo.port}\n`;
+    const agent = new Agent(parseAgentConfig(yaml, 'logs.yaml').config!, log);
+    try {
+      await agent.start();
+      await until(() => agent.connected, 'the agent to connect through the proxy');
+      expect(await echoOnce(stack, 'pi-logs', 'quiet', proxy.url)).toBe('quiet');
+    } finally {
+      await agent.stop();
+    }
+    expect(text()).toContain(`"proxy":"http://127.0.0.1:${proxy.port}"`);
+    expect(text()).not.toContain('s3cret-pass');
+    expect(text()).not.toContain(Buffer.from('dev:s3cret-pass').toString('base64'));
   });
 
   it('MQTT over TLS (8883-style listener) goes through the proxy too, with HTTPS_PROXY for the service', async () => {
