@@ -44,6 +44,11 @@ build_one() {
 	# Group-readable only; postinst gives it to the devstreams group (which does not exist yet here).
 	install -m 0640 packaging/agent.yaml "$root/etc/devstreams/agent.yaml"
 	install -m 0644 packaging/debian/copyright "$root/usr/share/doc/devstreams/copyright"
+	if [ -f config/devstreams-agent-shell.conf ]; then
+		# Opt-in drop-in for devices that offer a shell (docs/shell.md): shipped as an example, not active.
+		install -d -m 0755 "$root/usr/share/doc/devstreams/examples"
+		install -m 0644 config/devstreams-agent-shell.conf "$root/usr/share/doc/devstreams/examples/"
+	fi
 	install -d -m 0755 "$root/usr/share/lintian/overrides"
 	install -m 0644 packaging/debian/lintian-overrides "$root/usr/share/lintian/overrides/devstreams"
 	printf 'devstreams (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- devstreams maintainers <maintainers@devstreams.invalid>  %s\n' \
@@ -80,6 +85,21 @@ CONTROL
 	find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 	dpkg-deb --root-owner-group -Z"$COMPRESSION" --build "$root" "$deb" >/dev/null
 	echo "$deb: $(stat -c %s "$deb") bytes"
+	[ "$OUT" = dist ] && record_footprint "$arch" "$deb"
+	return 0
+}
+
+# Package sizes next to the executables' in the benchmark results (scripts/binary/build.mjs writes those).
+record_footprint() {
+	node -e '
+		const fs = require("fs");
+		const [file, arch, deb, compression] = process.argv.slice(1);
+		let doc = {};
+		try { doc = JSON.parse(fs.readFileSync(file, "utf8")); } catch {}
+		doc.debs = { ...(doc.debs ?? {}), [arch]: { file: deb, bytes: fs.statSync(deb).size, compression } };
+		fs.mkdirSync(require("path").dirname(file), { recursive: true });
+		fs.writeFileSync(file, JSON.stringify(doc, null, 2) + "\n");
+	' bench/results/footprint.json "$1" "$2" "$COMPRESSION"
 }
 
 arches=("$@")

@@ -57,7 +57,8 @@ deb_arch="$(dpkg-deb -f "$deb" Architecture)"
 [ "$deb_arch" = "$arch" ] || { echo "pi-image-install: $deb is for $deb_arch, the image is $arch" >&2; exit 1; }
 
 # --force-architecture: the host's dpkg is amd64; the image's own packages satisfy the dependencies.
-dpkg --root="$rootfs" --force-script-chrootless --force-architecture -i "$deb"
+# --force-confold: keep an agent.yaml the image builder changed (no prompt on reinstall).
+dpkg --root="$rootfs" --force-script-chrootless --force-architecture --force-confdef --force-confold -i "$deb"
 
 if [ -n "$config" ]; then
 	gid="$(awk -F: '$1 == "devstreams" { print $3 }' "$rootfs/etc/group")"

@@ -12,10 +12,11 @@ import { addonPath, binaryPath, ensureBinaries, neededVersions, runBinary, spawn
  * The single executables for the Pi, run here under qemu-user: what a Pi would run, byte for byte.
  * `make` rebuilds them first when a source changed (about 10 s per architecture).
  */
-const ARM: BinaryArch[] = ['arm64', 'armv7'];
+const ARCHES: BinaryArch[] = ['arm64', 'armv7', 'x64'];
 const EXPECT = {
   arm64: { machine: 'AArch64', klass: 'ELF64', interpreter: '/lib/ld-linux-aarch64.so.1', node: /^v24\./, arch: 'arm64', glibcBase: 'GLIBC_2.17' },
   armv7: { machine: 'ARM', klass: 'ELF32', interpreter: '/lib/ld-linux-armhf.so.3', node: /^v20\./, arch: 'arm', glibcBase: 'GLIBC_2.4' },
+  x64: { machine: 'Advanced Micro Devices X86-64', klass: 'ELF64', interpreter: '/lib64/ld-linux-x86-64.so.2', node: /^v24\./, arch: 'x64', glibcBase: 'GLIBC_2.2.5' },
 } as const;
 /** Pi OS bullseye: glibc 2.31 and GCC 10's libstdc++; the addon must ask for no more than Node itself (glibc 2.28). */
 const MAX_GLIBC = '2.28';
@@ -24,14 +25,14 @@ const MAX_GLIBCXX = '3.4.28';
 const tmp = mkdtempSync(join(tmpdir(), 'devstreams-binary-'));
 
 beforeAll(async () => {
-  await ensureBinaries(ARM);
+  await ensureBinaries(ARCHES);
 }, 600_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-describe.each(ARM)('the %s executable', (arch) => {
-  const want = EXPECT[arch as 'arm64' | 'armv7'];
+describe.each(ARCHES)('the %s executable', (arch) => {
+  const want = EXPECT[arch];
 
-  it('is an ELF executable for the Pi with the glibc dynamic loader', () => {
+  it('is an ELF executable for its architecture with the glibc dynamic loader', () => {
     const header = execFileSync('readelf', ['-h', binaryPath(arch)], { encoding: 'utf8' });
     expect(header).toMatch(new RegExp(`Class:\\s+${want.klass}`));
     expect(header).toMatch(new RegExp(`Machine:\\s+${want.machine}\\n`));
