@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { connect as mqttConnect, type MqttClient } from 'mqtt';
 import type { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../agent/agent';
+import { parseAgentConfig } from '../agent/config';
 import { allowedStreamHosts, streamUrlRefusal } from '../agent/stream-policy';
 import { dialStream } from '../core/stream-dial';
 import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
@@ -12,6 +14,7 @@ import {
   HEADER,
   createSasToken,
   deviceResourceUri,
+  formatStreamRequestTopic,
   formatStreamResponseTopic,
   isDevstreamsError,
   mqttUsername,
@@ -21,6 +24,7 @@ import {
 } from '../wire';
 import { startStack, until, type Stack } from './helpers/stack';
 import { roundTrip, startEchoServer } from './helpers/targets';
+import { capturingLogger } from './helpers/log-capture';
 
 /** Opens a streaming WebSocket; resolves with the HTTP status of a refusal or the open socket. */
 function dial(url: string, token: string, caPem: Buffer): Promise<{ status: number; body: string } | { ws: WebSocket }> {
@@ -276,6 +280,53 @@ describe('rate limiting of stream requests', () => {
     expect(body.message).toMatch(/for service credential "service"/);
     expect(body.trackingId).toBeTruthy();
     expect(res.headers[HEADER.url]).toBeUndefined();
+  });
+});
+
+describe('a running agent refuses hostile streaming URLs and dials nothing', () => {
+  let stack: Stack;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  let decoy: ReturnType<typeof createHttpsServer>;
+  let decoyHits = 0;
+  const captured = capturingLogger('info');
+
+  beforeAll(async () => {
+    stack = await startStack();
+    echo = await startEchoServer();
+    // A TLS listener on another port of the hub's host: it must never see a connection.
+    const { createCa, issueCertificate } = await import('../hub/pki');
+    const leaf = issueCertificate(createCa('decoy CA'), { commonName: '127.0.0.1', altNames: ['127.0.0.1'], usage: 'server' });
+    decoy = createHttpsServer({ key: leaf.keyPem, cert: leaf.certPem });
+    decoy.on('connection', () => decoyHits++);
+    await new Promise<void>((r) => decoy.listen(0, '127.0.0.1', r));
+    const yaml = `hub:\n  connection_string: "${stack.deviceConnectionString('pi-policy')}"\n  ca: ${stack.caFile}\nservices:\n  echo:\n    port: ${echo.port}\n`;
+    const agent = new Agent(parseAgentConfig(yaml, 'policy.yaml').config!, captured.log);
+    agents.push(agent);
+    await agent.start();
+    await until(() => agent.connected, 'the agent to connect');
+  });
+  const agents: Agent[] = [];
+  afterAll(async () => {
+    for (const a of agents) await a.stop();
+    await stack?.stop();
+    await echo?.close();
+    decoy?.close();
+  });
+
+  it.each([
+    ['userinfo', (hub: string) => `wss://user:pw@${hub}/bridges/x`, /credentials/],
+    ['another port on the hub host', () => `wss://127.0.0.1:${(decoy.address() as AddressInfo).port}/bridges/x`, /not the hub or an allowed stream host/],
+    ['ws://', (hub: string) => `ws://${hub}/bridges/x`, /scheme ws: is not wss:/],
+    ['another host', () => `wss://localhost:${(decoy.address() as AddressInfo).port}/bridges/x`, /not the hub or an allowed stream host/],
+  ])('%s', async (_what, url, why) => {
+    const rid = `hostile${Math.floor(Math.random() * 1e9)}`;
+    const topic = formatStreamRequestTopic({ streamName: 'echo', requestId: rid, url: url(stack.hub.host), authToken: 'dst1.a.b' });
+    expect(stack.hub.sendRawToDevice('pi-policy', topic)).toBe(true);
+    await until(() => captured.lines.some((l) => l.audit === 'stream' && l.request_id === rid), 'the audit line');
+    const audit = captured.lines.find((l) => l.audit === 'stream' && l.request_id === rid)!;
+    expect(audit.outcome).toBe('refused');
+    expect(String(audit.reason)).toMatch(why);
+    expect(decoyHits).toBe(0);
   });
 });
 
