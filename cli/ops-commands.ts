@@ -66,7 +66,8 @@ export function formatDevices(devices: DeviceView[]): string {
       typeof h.cpu?.temp_c === 'number' ? `${h.cpu.temp_c}C` : '-',
       pct(h.memory?.used_pct),
       pct(root?.used_pct),
-      typeof h.agent?.active_streams === 'number' ? String(h.agent.active_streams) : '-',
+      // The hub's own count is live; the device's last report may be minutes old.
+      String(typeof d.activeStreams === 'number' ? d.activeStreams : (h.agent?.active_streams ?? '-')),
       typeof h.version === 'string' ? h.version : '-',
     ]);
   }

@@ -16,6 +16,8 @@ export interface DeviceView {
   deviceId: string;
   connectionState: 'Connected' | 'Disconnected';
   lastActivityTime: string | null;
+  /** Ours: streams of this device open through this hub now. */
+  activeStreams: number;
   /** Ours: the last health telemetry (devstreams.health/1), or null before the first. */
   health: Record<string, unknown> | null;
   healthTime: string | null;
@@ -35,6 +37,7 @@ export class DeviceHealth {
     private readonly registry: DeviceRegistry,
     broker: ControlPlane,
     private readonly log: Logger,
+    private readonly activeStreams: (deviceId: string) => number = () => 0,
   ) {
     broker.on('online', (id) => {
       const e = this.entry(id);
@@ -84,6 +87,7 @@ export class DeviceHealth {
         deviceId: id,
         connectionState: e?.online ? 'Connected' : 'Disconnected',
         lastActivityTime: e?.lastSeen?.toISOString() ?? null,
+        activeStreams: this.activeStreams(id),
         health: e?.health ?? null,
         healthTime: e?.healthAt?.toISOString() ?? null,
       };

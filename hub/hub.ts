@@ -98,7 +98,7 @@ export class Hub {
     // Request ids carry the instance id, so a device's answer seen by every hub finds only the one that asked.
     const instanceId = this.opts.instanceId ?? randomBytes(4).toString('hex');
     this.broker = external
-      ? new ExternalBroker({ ...external, instanceId, log: log.child({ part: 'broker', broker: external.url }) })
+      ? new ExternalBroker({ ...external, instanceId, log: log.child({ part: 'broker' }) })
       : new EmbeddedBroker(registry, log.child({ part: 'broker' }));
     await this.broker.start();
     this.endpoint = new StreamingEndpoint(
@@ -107,7 +107,7 @@ export class Hub {
       this.opts.handshakeTimeoutMs ?? STREAM_HANDSHAKE_TIMEOUT_S * 1000,
     );
     this.endpoint.start();
-    const devices = new DeviceHealth(registry, this.broker, log.child({ part: 'devices' }));
+    const devices = new DeviceHealth(registry, this.broker, log.child({ part: 'devices' }), (id) => this.endpoint?.activeStreamsFor(id) ?? 0);
     const api = new ServiceApi({ registry, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}) });
     this.mqttWss = new WebSocketServer({
       noServer: true,

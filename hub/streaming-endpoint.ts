@@ -29,6 +29,7 @@ export class StreamingEndpoint {
   /** `streamId/side` of tokens already used, kept until they expire. */
   private readonly used = new Map<string, number>();
   private readonly active = new Set<Leg>();
+  private readonly perDevice = new Map<string, number>();
   private streamsTotal = 0;
   private sweepTimer?: NodeJS.Timeout;
 
@@ -95,8 +96,15 @@ export class StreamingEndpoint {
 
   }
 
+  /** Joined streams of one device on this hub (`devstreams devices`). */
+  activeStreamsFor(deviceId: string): number {
+    return this.perDevice.get(deviceId) ?? 0;
+  }
+
   private join(p: PendingStream, device: Leg, service: Leg): void {
     this.active.add(device).add(service);
+    const id = p.claims.deviceId;
+    this.perDevice.set(id, (this.perDevice.get(id) ?? 0) + 1);
     this.streamsTotal++;
     const ctx = { stream: p.claims.streamId.slice(0, 8), device: p.claims.deviceId };
     this.log.info({ ...ctx, active: this.activeStreams, total: this.streamsTotal }, 'stream joined');
@@ -105,6 +113,9 @@ export class StreamingEndpoint {
     Promise.all([device.done, service.done]).then(() => {
       this.active.delete(device);
       this.active.delete(service);
+      const left = (this.perDevice.get(id) ?? 1) - 1;
+      if (left > 0) this.perDevice.set(id, left);
+      else this.perDevice.delete(id);
       this.log.info(
         {
           ...ctx,

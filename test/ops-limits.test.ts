@@ -69,6 +69,8 @@ describe('limits, status, metrics and health telemetry (in-process hub and agent
   it('refuses a stream over the per-service limit and names the limit', async () => {
     held.push(await holdWs(stack, 'echo'), await holdWs(stack, 'echo'));
     await until(() => agent.activeStreams === 2, 'two open streams');
+    // The hub counts them too, live, for `devstreams devices`.
+    await until(async () => (await stack.client.listDevices()).find((d) => d.deviceId === 'pi-ops')?.activeStreams === 2, 'the hub to count two streams');
     const err = await stack.client.requestStream('pi-ops', 'echo').catch((e: unknown) => e);
     expect(isDevstreamsError(err, 'EDEVICE_REFUSED')).toBe(true);
     expect((err as Error).message).toMatch(/limit reached: 2 concurrent streams to service "echo" \(services\.echo\.max_streams\)/);
