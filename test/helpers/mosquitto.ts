@@ -1,13 +1,28 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect as netConnect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createCa, issueCertificate } from '../../hub/pki';
 import { freePort } from './free-port';
 
+async function acceptsOn(port: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = netConnect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** The broker side we ship: the tests run these very files (paths and ports rewritten). */
-export const SHIPPED_CONF = resolve(__dirname, '../../config/mosquitto/mosquitto.conf');
-export const SHIPPED_ACL = resolve(__dirname, '../../config/mosquitto/acl');
+export const SHIPPED_CONFIG_DIR = resolve(__dirname, '../../config/mosquitto');
 const SHIPPED_DIR = '/etc/mosquitto/devstreams/';
 
 export interface Mosquitto {
@@ -32,7 +47,7 @@ export interface Mosquitto {
  * Runs Debian's mosquitto (never the system service) with config/mosquitto/mosquitto.conf and acl,
  * rewritten to a temp dir, free loopback ports and no persistence. Users are added before start.
  */
-export async function startMosquitto(users: Record<string, string>, opts: { extraConf?: string } = {}): Promise<Mosquitto> {
+export async function startMosquitto(users: Record<string, string>, opts: { extraConf?: string; quiet?: boolean; passwordFile?: (file: string) => void; configDir?: string } = {}): Promise<Mosquitto> {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-mosquitto-'));
   const [devicePort, hubPort] = [await freePort(), await freePort()];
   const ca = createCa('devstreams test broker CA');
@@ -41,15 +56,16 @@ export async function startMosquitto(users: Record<string, string>, opts: { extr
   writeFileSync(join(dir, 'server-key.pem'), server.keyPem, { mode: 0o600 });
   const caFile = join(dir, 'broker-ca.pem');
   writeFileSync(caFile, ca.certPem);
-  writeFileSync(join(dir, 'acl'), readFileSync(SHIPPED_ACL));
+  writeFileSync(join(dir, 'acl'), readFileSync(join(opts.configDir ?? SHIPPED_CONFIG_DIR, 'acl')));
   writeFileSync(join(dir, 'passwd'), '', { mode: 0o600 });
   const passwd = join(dir, 'passwd');
   const addUser = (name: string, password: string): void => {
     execFileSync('mosquitto_passwd', ['-b', passwd, name, password], { stdio: 'ignore' });
   };
   for (const [name, password] of Object.entries(users)) addUser(name, password);
+  opts.passwordFile?.(passwd);
 
-  let conf = readFileSync(SHIPPED_CONF, 'utf8').split(SHIPPED_DIR).join(`${dir}/`);
+  let conf = readFileSync(join(opts.configDir ?? SHIPPED_CONFIG_DIR, 'mosquitto.conf'), 'utf8').split(SHIPPED_DIR).join(`${dir}/`);
   const replace = (from: RegExp, to: string): void => {
     if (!from.test(conf)) throw new Error(`shipped mosquitto.conf has no line matching ${from}`);
     conf = conf.replace(from, to);
@@ -60,7 +76,8 @@ export async function startMosquitto(users: Record<string, string>, opts: { extr
   replace(/^listener 1884 127\.0\.0\.1$/m, `listener ${hubPort} 127.0.0.1`);
   // As root, mosquitto would drop to the mosquitto user, who cannot read our 0600 temp files.
   const asRoot = process.getuid?.() === 0 ? 'user root\n' : '';
-  conf = `${asRoot}log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n${conf}\n${opts.extraConf ?? ''}\n`;
+  const logTypes = opts.quiet ? ['error', 'warning'] : ['error', 'warning', 'notice', 'information'];
+  conf = `${asRoot}log_dest stderr\n${logTypes.map((t) => `log_type ${t}\n`).join('')}${conf}\n${opts.extraConf ?? ''}\n`;
   const confFile = join(dir, 'mosquitto.conf');
   writeFileSync(confFile, conf);
 
@@ -78,6 +95,8 @@ export async function startMosquitto(users: Record<string, string>, opts: { extr
     proc.stderr!.on('data', onData);
     proc.stdout!.on('data', onData);
     proc.once('exit', (code) => reject(new Error(`mosquitto exited (${code}) before it was ready:\n${log.join('\n')}`)));
+    // Quiet (no notices): ready when the hub listener, opened last, accepts.
+    if (opts.quiet) void acceptsOn(hubPort).then(resolveReady);
   });
   const timer = setTimeout(() => proc.kill('SIGTERM'), 20_000);
   try {
