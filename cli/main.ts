@@ -73,8 +73,8 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .showHelpAfterError();
 
-  const hub = program
-    .command('hub')
+  const hub = addFleetOptions(program
+    .command('hub'))
     .description('run a hub: service API, streaming endpoint and MQTT broker on one TLS port')
     .enablePositionalOptions()
     // Not requiredOption: commander would demand it of `hub add-device` too.
