@@ -78,8 +78,9 @@ export class Agent {
     return this.sessions.size;
   }
 
+  /** Connected to the hub and subscribed to stream requests. */
   get connected(): boolean {
-    return this.control?.connected ?? false;
+    return this.control?.listening ?? false;
   }
 
   /** Starts the control channel and the status, metrics and telemetry parts; tells systemd READY. */
@@ -218,7 +219,7 @@ export class Agent {
     this.config = { ...next, ...keep };
     this.allowedHosts = allowedStreamHosts(this.config.device.hostName, next.hub.stream_hosts);
     this.limits.update(this.config);
-    this.log.level = next.log.level;
+    this.log.level = process.env.DEVSTREAMS_LOG_LEVEL ?? next.log.level;
     this.log.info({ services: Object.keys(next.services), file: next.file }, 'config reloaded');
     void this.notify.status(this.statusLine());
   }

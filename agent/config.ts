@@ -30,9 +30,9 @@ const tcpService = z.strictObject({
   ...serviceLimitFields,
 });
 
-/** `30m`, `90s`, `1h30m` → milliseconds. */
-const duration = z.string().transform((text, ctx) => {
-  const ms = parseDurationMs(text);
+/** `30m`, `90s`, `1h30m` → milliseconds. A bare number is refused with a hint (seconds or minutes?). */
+const duration = z.union([z.string(), z.number()]).transform((text, ctx) => {
+  const ms = typeof text === 'string' ? parseDurationMs(text) : undefined;
   if (ms === undefined || ms <= 0) {
     ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration: write it like 90s, 30m, 2h or 1h30m` });
     return z.NEVER;
@@ -92,13 +92,13 @@ export const agentConfigSchema = z.strictObject({
   limits: z
     .strictObject({
       /** Concurrent streams on this device, all services together. */
-      max_streams: z.number().int().min(1).max(10_000).default(32),
+      max_streams: z.number().int().min(1).max(10_000).default(128),
       /** Concurrent streams per service, unless the service sets `max_streams`. */
-      max_streams_per_service: z.number().int().min(1).max(10_000).default(8),
+      max_streams_per_service: z.number().int().min(1).max(10_000).default(64),
       idle_timeout_s: z.number().int().min(0).default(3600),
       max_duration_s: z.number().int().min(0).default(0),
     })
-    .default({ max_streams: 32, max_streams_per_service: 8, idle_timeout_s: 3600, max_duration_s: 0 }),
+    .default({ max_streams: 128, max_streams_per_service: 64, idle_timeout_s: 3600, max_duration_s: 0 }),
   telemetry: z
     .strictObject({
       /** Seconds between health messages on the device-to-cloud topic; 0 = off. */

@@ -75,6 +75,12 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private readonly backoff: Backoff;
   reconnects = 0;
   connected = false;
+  private subscribedClient?: MqttClient;
+
+  /** Connected and subscribed: a stream request sent now is heard. */
+  get listening(): boolean {
+    return this.connected && this.client !== undefined && this.subscribedClient === this.client;
+  }
   lastError?: string;
 
   /** `$iothub` on the hub; the device's own root (`devstreams/{id}`) on an external broker. */
@@ -196,6 +202,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         if (err || granted?.some((g) => g.qos === 128)) {
           log.error({ err: err?.message }, 'hub refused the stream request subscription');
         } else {
+          this.subscribedClient = client;
           log.info('listening for stream requests');
           // Online only once subscribed, or a hub could send a request nobody hears.
           if (this.opts.broker) client.publish(deviceStatusTopic(this.topicRoot), DEVICE_STATUS_ONLINE, { qos: 1, retain: true });
