@@ -1,7 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent';
 import { parseAgentConfig } from '../agent/config';
@@ -11,59 +7,10 @@ import { dialThroughProxy, parseProxyUrl, proxyFor } from '../core/proxy';
 import { HubClient } from '../service/hub-client';
 import { isDevstreamsError, parseDeviceConnectionString, parseServiceConnectionString } from '../wire';
 import { freePort } from './helpers/free-port';
+import { startTinyproxy, type Tinyproxy } from './helpers/tinyproxy';
 import { startStack, testLogger, until, type Stack } from './helpers/stack';
 import { roundTrip, startEchoServer } from './helpers/targets';
 import { capturingLogger } from './helpers/log-capture';
-
-/**
- * A real HTTP CONNECT proxy (Debian's tinyproxy) on loopback that lets through only CONNECT to the
- * ports it is given, with basic auth, logging every request so the tests can see what went through it.
- */
-interface Tinyproxy {
-  url: string;
-  port: number;
-  log: () => string;
-  connectsTo: (port: number) => number;
-  stop: () => Promise<void>;
-}
-
-async function startTinyproxy(allowPorts: number[], auth = { user: 'dev', pass: 's3cret-pass' }): Promise<Tinyproxy> {
-  const dir = mkdtempSync(join(tmpdir(), 'devstreams-proxy-'));
-  const port = await freePort();
-  const logFile = join(dir, 'tinyproxy.log');
-  writeFileSync(
-    join(dir, 'tinyproxy.conf'),
-    [
-      `Port ${port}`,
-      'Listen 127.0.0.1',
-      'Timeout 60',
-      `LogFile "${logFile}"`,
-      'LogLevel Info',
-      'MaxClients 50',
-      'Allow 127.0.0.1',
-      ...allowPorts.map((p) => `ConnectPort ${p}`),
-      `BasicAuth ${auth.user} ${auth.pass}`,
-      '',
-    ].join('\n'),
-  );
-  const child: ChildProcess = spawn('tinyproxy', ['-d', '-c', join(dir, 'tinyproxy.conf')], { stdio: 'ignore' });
-  const log = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
-  await until(() => log().includes('Accepting connections'), 'tinyproxy to listen');
-  return {
-    url: `http://${auth.user}:${auth.pass}@127.0.0.1:${port}`,
-    port,
-    log,
-    connectsTo: (p) => log().split('\n').filter((l) => l.includes(`CONNECT 127.0.0.1:${p} `)).length,
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** One stream from a fresh service client (proxy from `proxyUrl`, else the environment): text out, echo back. */
 async function echoOnce(stack: Stack, deviceId: string, text: string, proxyUrl?: string): Promise<string> {
