@@ -452,3 +452,33 @@ function writeNotifyListener(dir: string): string {
   chmodSync(file, 0o755);
   return file;
 }
+
+describe('config/agent.example.yaml', () => {
+  const file = resolve(__dirname, '../config/agent.example.yaml');
+  const text = readFileSync(file, 'utf8');
+
+  it('is a valid config', () => {
+    // The secret comes from the environment here: the credential file exists only under systemd.
+    const { config, problems } = parseAgentConfig(text, file, { [CONNECTION_STRING_ENV]: 'HostName=hub.example;DeviceId=pi;SharedAccessKey=' + Buffer.alloc(32, 7).toString('base64') });
+    expect(problems).toEqual([]);
+    expect(config?.services.ssh).toMatchObject({ port: 22, max_streams: 4 });
+  });
+
+  it('mentions every setting of the schema (set or commented out)', async () => {
+    const { agentConfigSchema } = await import('../agent/config');
+    const keysOf = (schema: unknown): string[] => Object.keys((schema as { shape: Record<string, unknown> }).shape);
+    const unwrap = (s: unknown): unknown => {
+      let cur = s as { def?: { innerType?: unknown }; unwrap?: () => unknown; shape?: unknown };
+      while (cur && !cur.shape && cur.def?.innerType) cur = cur.def.innerType as typeof cur;
+      return cur;
+    };
+    const shape = (agentConfigSchema as unknown as { shape: Record<string, unknown> }).shape;
+    const missing: string[] = [];
+    for (const key of Object.keys(shape)) {
+      if (!new RegExp(`^#? ?${key}:`, 'm').test(text)) missing.push(key);
+      const inner = unwrap(shape[key]) as { shape?: unknown } | undefined;
+      if (inner?.shape) for (const sub of keysOf(inner)) if (!new RegExp(`^\\s*#?\\s*${sub}:`, 'm').test(text)) missing.push(`${key}.${sub}`);
+    }
+    expect(missing).toEqual([]);
+  });
+});
