@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../core/log';
 
@@ -154,7 +154,10 @@ export class StatusFile {
   write(): void {
     const tmp = `${this.file}.${process.pid}.tmp`;
     try {
-      writeFileSync(tmp, `${JSON.stringify(this.snapshot(), null, 2)}\n`, { mode: 0o644 });
+      writeFileSync(tmp, `${JSON.stringify(this.snapshot(), null, 2)}\n`);
+      // Readable by anyone who may run `devstreams status` (it holds no secret); the unit's UMask=0077
+      // would otherwise leave it 0600.
+      chmodSync(tmp, 0o644);
       renameSync(tmp, this.file);
       this.failed = false;
     } catch (err) {

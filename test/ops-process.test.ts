@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -165,6 +165,7 @@ describe('agent process: signals, sd_notify, hub crash, flood', () => {
     const refused = await world.client.requestStream('seen', 'nope').catch((e: unknown) => e);
     expect((refused as Error).message).toMatch(/not in the device's allowlist/);
     await until(() => (readStatus(statusFile)?.recent_refusals.length ?? 0) > 0, 'the refusal in the status file');
+    expect(statSync(statusFile).mode & 0o777).toBe(0o644);
     const status = await runCliToEnd(['status', '--file', statusFile]);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/device seen on hub 127\.0\.0\.1:\d+: connected/);
