@@ -37,6 +37,8 @@ export interface HubClientOptions {
   caFile?: string;
   /** HTTP CONNECT proxy URL or `none`; HTTPS_PROXY/NO_PROXY otherwise (REST and streams alike). */
   proxy?: string;
+  /** The clock tokens are signed with (injected in tests to play a machine with a wrong clock). */
+  now?: () => number;
 }
 
 /**
@@ -65,7 +67,7 @@ export class HubClient {
       resource: s.hostName,
       key: s.sharedAccessKey,
       keyName: s.sharedAccessKeyName,
-      expiresAt: Math.floor(Date.now() / 1000) + SAS_LIFETIME_S,
+      expiresAt: Math.floor((this.opts.now ?? Date.now)() / 1000) + SAS_LIFETIME_S,
     });
   }
 
@@ -125,7 +127,7 @@ export class HubClient {
     }
     switch (statusCode) {
       case 401: {
-        const skew = clockSkewMessage(headers.date);
+        const skew = clockSkewMessage(headers.date, (this.opts.now ?? Date.now)());
         if (skew) throw new DevstreamsError('ECLOCK_SKEW', `the hub refused the service credentials (${message}): ${skew}`);
         throw new DevstreamsError('EUNAUTHORIZED', `the hub refused the service credentials (${message}): check DEVSTREAMS_CONNECTION_STRING`);
       }

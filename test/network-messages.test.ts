@@ -80,6 +80,17 @@ describe('clear messages for network and trust failures', () => {
     await until(() => ok.connected, 'the device with a right clock to connect');
   });
 
+  it('service: a clock two hours slow is named when the hub refuses the token (ECLOCK_SKEW)', async () => {
+    const client = new HubClient({ service: parseServiceConnectionString(stack.serviceConnectionString), caPem: stack.caPem, now: () => Date.now() - 2 * 3600_000 });
+    try {
+      const err = await client.requestStream('pi-001', 'echo').catch((e: unknown) => e);
+      expect(isDevstreamsError(err, 'ECLOCK_SKEW')).toBe(true);
+      expect((err as Error).message).toMatch(/^the hub refused the service credentials \(.*expired.*\): this machine's clock is 120 min behind the hub's/);
+    } finally {
+      client.close();
+    }
+  });
+
   it('service: a clock far off is named from the hub’s Date header', () => {
     const now = Date.parse('2026-01-01T12:00:00Z');
     expect(clockSkewMessage('Thu, 01 Jan 2026 12:02:00 GMT', now)).toBeUndefined();
