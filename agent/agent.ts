@@ -190,7 +190,7 @@ export class Agent {
     });
     expiry = timer;
     this.sessions.add(session);
-    this.stats.opened({ request_id: req.requestId, service: req.streamName, target: session.targetName });
+    const statsKey = this.stats.opened({ request_id: req.requestId, service: req.streamName, target: session.targetName });
     log.info({ target: session.targetName, open: this.sessions.size, total: this.streamsTotal }, 'stream accepted');
     let bytes = { to: 0, from: 0 };
     session
@@ -204,7 +204,7 @@ export class Agent {
         timer.stop();
         slot.release();
         this.sessions.delete(session);
-        this.stats.closed(req.requestId, bytes.to, bytes.from);
+        this.stats.closed(statsKey, bytes.to, bytes.from);
       });
   }
 

@@ -47,7 +47,7 @@ export class AgentStats {
   refusedTotal = 0;
   bytesToTarget = 0;
   bytesFromTarget = 0;
-  readonly open = new Map<string, OpenStream>();
+  readonly open = new Map<number, OpenStream>();
   readonly recentRefusals: Refusal[] = [];
   connected = false;
   connectionSince = new Date();
@@ -76,14 +76,16 @@ export class AgentStats {
     this.changed();
   }
 
-  opened(s: Omit<OpenStream, 'since'>): void {
-    this.streamsTotal++;
-    this.open.set(s.request_id, { ...s, since: new Date().toISOString() });
+  /** Returns the key `closed` takes (request ids come from outside and need not be unique). */
+  opened(s: Omit<OpenStream, 'since'>): number {
+    const key = ++this.streamsTotal;
+    this.open.set(key, { ...s, since: new Date().toISOString() });
     this.changed();
+    return key;
   }
 
-  closed(requestId: string, bytesToTarget: number, bytesFromTarget: number): void {
-    this.open.delete(requestId);
+  closed(key: number, bytesToTarget: number, bytesFromTarget: number): void {
+    this.open.delete(key);
     this.bytesToTarget += bytesToTarget;
     this.bytesFromTarget += bytesFromTarget;
     this.changed();
