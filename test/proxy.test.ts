@@ -1,8 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent';
 import { parseAgentConfig } from '../agent/config';
 import { ControlChannel } from '../agent/control-channel';
 import { Backoff } from '../core/backoff';
+import { addX509Device } from '../cli/security-commands';
 import { dialThroughProxy, parseProxyUrl, proxyFor } from '../core/proxy';
 import { HubClient } from '../service/hub-client';
 import { isDevstreamsError, parseDeviceConnectionString, parseServiceConnectionString } from '../wire';
@@ -100,6 +104,40 @@ describe('HTTP CONNECT proxy (tinyproxy) for control channel and streams', () =>
     const beforeHub = proxy.connectsTo(hubPort);
     expect(await echoOnce(stack, 'pi-tls', 'over mqtt/tls')).toBe('over mqtt/tls');
     await until(() => proxy.connectsTo(hubPort) >= beforeHub + 3, 'REST and both stream legs to pass the proxy');
+  });
+
+  it.each(['websocket', 'mqtt_tls'] as const)('an X.509 device (%s) presents its certificate through the proxy tunnel', async (transport) => {
+    const out = mkdtempSync(join(tmpdir(), 'devstreams-proxy-x509-'));
+    try {
+      const id = `pi-x509-${transport.replace('_', '-')}`;
+      const issued = addX509Device(stack.dir, id, out);
+      const before = proxy.connectsTo(transport === 'websocket' ? hubPort : stack.hub.mqttPort);
+      const yaml = [
+        'hub:',
+        `  connection_string: "${issued.connectionString}"`,
+        `  ca: ${stack.caFile}`,
+        `  cert: ${issued.certFile}`,
+        `  key: ${issued.keyFile}`,
+        `  proxy: "${proxy.url}"`,
+        `  transport: ${transport}`,
+        `  mqtt_tls_port: ${stack.hub.mqttPort}`,
+        'services:',
+        '  echo:',
+        `    port: ${echo.port}`,
+        '',
+      ].join('\n');
+      const agent = new Agent(parseAgentConfig(yaml, 'x509.yaml').config!, testLogger('agent'));
+      try {
+        await agent.start();
+        await until(() => agent.connected, 'the X.509 agent to connect through the proxy');
+        expect(proxy.connectsTo(transport === 'websocket' ? hubPort : stack.hub.mqttPort)).toBe(before + 1);
+        expect(await echoOnce(stack, id, 'x509 via proxy', proxy.url)).toBe('x509 via proxy');
+      } finally {
+        await agent.stop();
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 
   it('`connect` end to end through the proxy', async () => {
