@@ -33,8 +33,11 @@ run: build
 test: build typecheck
 	npx vitest run
 
+# Benchmarks (never part of `make test`): real hub/agent/connect processes against iperf3 and socat;
+# writes bench/results/<date>.json, .md and .svg (docs/benchmarks.md). BENCH_ARGS=--quick for a smoke run.
 bench: build
-	@echo "benchmarks: not built yet" && false
+	node bench/build.mjs
+	ulimit -n 16384 2>/dev/null || true; node dist/bench.cjs $(BENCH_ARGS)
 
 # Single executables for the Pi (arm64, armv7) and x64, then Debian packages of them: docs/packaging.md.
 BINARIES := dist/devstreams-linux-arm64 dist/devstreams-linux-armv7 dist/devstreams-linux-x64

@@ -4,6 +4,7 @@
  * bench/results/<date>.json, .md and .svg and prints the Markdown summary.
  *
  * Usage: node dist/bench.cjs [--quick] [--out DIR] [--keep]
+ *        node dist/bench.cjs render bench/results/DATE.json   (the .md and .svg again)
  *   --quick  shorter runs and fewer streams (a smoke run while working on it; figures are rougher)
  *   --keep   keep the temporary directory with every process's log
  */
@@ -80,6 +81,7 @@ const mb = (bytes: number): number => round(bytes / MB, 1);
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'targets') return runTargetsProcess();
+  if (process.argv[2] === 'render') return render(process.argv[3]);
   const opts = parseArgs(process.argv.slice(2));
   const started = nowMs();
   if (!existsSync(opts.bundle)) throw new Error(`${opts.bundle} is missing: run make build first`);
@@ -142,6 +144,9 @@ async function main(): Promise<void> {
     await sleep(3000);
     const idleRss = rssBytes(agentPid);
     say(`agent idle RSS ${mb(idleRss)} MB`);
+    const nodeFloorRss = await idleNodeRss(dir);
+    const seaIdleRss = await seaAgentIdleRss(stack, opts.bundle);
+    say(`an idle node process: ${mb(nodeFloorRss)} MB${seaIdleRss ? `; agent as single executable ${seaIdleRss.file}: ${mb(seaIdleRss.rss)} MB` : ''}`);
 
     const dataDir = join(dir, 'hub');
     const socatIperf: SocatChain = await startSocatChain({ dir, dataDir, target: iperfPort, name: 'iperf' });
@@ -163,6 +168,11 @@ async function main(): Promise<void> {
     let socatBytes = 0;
     const tunnelCpu = { agent: 0, hub: 0, connect: 0 };
     let socatCpu = 0;
+    // Warm-up, not measured: the daemons' code is compiled as it runs (JIT); socat's is not.
+    for (const reverse of [false, true]) {
+      await iperf(iperfC.port, 1, reverse);
+      await iperf(socatIperf.port, 1, reverse);
+    }
     for (const direction of ['upload', 'download'] as const) {
       const reverse = direction === 'download';
       say(`throughput ${direction} (service → device is upload)`);
@@ -281,6 +291,9 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     say(`  agent RSS +${mb(peakStalled - rssBeforeFlood)} MB while stalled; drained ${mb(drained.bytes)} MB at ${round(drained.bytes / drained.seconds / MB, 1)} MB/s`);
 
+    await sleep(2000);
+    const rssAfterRun = rssBytes(agentPid);
+
     // ---- footprint ----
     const footprint: BenchResults['footprint'] = { bundleBytes: statSync(opts.bundle).size, executables: {} };
     const distDir = join(opts.bundle, '..');
@@ -316,6 +329,9 @@ async function main(): Promise<void> {
       },
       memory: {
         agentIdleRss: idleRss,
+        nodeFloorRss,
+        ...(seaIdleRss ? { seaAgentIdleRss: seaIdleRss } : {}),
+        agentRssAfterRun: rssAfterRun,
         floodBytes: cfg.floodBytes,
         stallSeconds: cfg.stallSeconds,
         rssBeforeFlood,
@@ -347,6 +363,52 @@ async function main(): Promise<void> {
     await stopAll();
     if (opts.keep) say(`logs kept in ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `node dist/bench.cjs render RESULTS.json`: writes the .md and .svg again from a results file. */
+function render(file: string | undefined): void {
+  if (!file) throw new Error('usage: node dist/bench.cjs render bench/results/DATE.json');
+  const results = JSON.parse(readFileSync(file, 'utf8')) as BenchResults;
+  results.targets = evaluateTargets(results);
+  const stem = file.replace(/\.json$/, '');
+  const md = renderMarkdown(results, `${stem.split('/').pop()}.svg`);
+  writeFileSync(`${stem}.md`, md);
+  writeFileSync(`${stem}.svg`, renderSvg(results));
+  process.stdout.write(md);
+}
+
+/** RSS of a node process doing nothing: the floor under any Node daemon. */
+async function idleNodeRss(dir: string): Promise<number> {
+  const p = new Proc('idle node', NODE, ['-e', 'setInterval(() => {}, 1000); console.log("up")'], { logFile: join(dir, 'idle-node.log') });
+  try {
+    await p.line(/^up/);
+    await sleep(1000);
+    return rssBytes(p.pid);
+  } finally {
+    await p.stop();
+  }
+}
+
+/**
+ * The same agent as the single executable the packages ship (dist/devstreams-linux-<arch> for this
+ * machine), if it was built: idle RSS once connected, as a second device.
+ */
+async function seaAgentIdleRss(stack: CliStack, bundle: string): Promise<{ file: string; rss: number } | undefined> {
+  const arch = process.arch === 'x64' ? 'x64' : process.arch === 'arm64' ? 'arm64' : process.arch === 'arm' ? 'armv7' : undefined;
+  const file = arch ? join(bundle, '..', `devstreams-linux-${arch}`) : '';
+  if (!arch || !existsSync(file)) return undefined;
+  let agent: Proc | undefined;
+  try {
+    agent = await stack.startAgent(file, 'bench-sea');
+    await waitFor(() => readFileSync(join(stack.dir, 'agent-bench-sea.log'), 'utf8').includes('connected to hub'), 'the single-executable agent to connect', 30_000, 50);
+    await sleep(3000);
+    return { file: `dist/devstreams-linux-${arch}`, rss: rssBytes(agent.pid) };
+  } catch (err) {
+    say(`single executable agent not measured: ${(err as Error).message}`);
+    return undefined;
+  } finally {
+    await agent?.stop();
   }
 }
 

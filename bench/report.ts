@@ -26,6 +26,10 @@ export interface BenchResults {
   };
   memory: {
     agentIdleRss: number;
+    /** An idle `node` doing nothing, same run: the floor under any Node daemon. */
+    nodeFloorRss: number;
+    seaAgentIdleRss?: { file: string; rss: number };
+    agentRssAfterRun: number;
     floodBytes: number;
     stallSeconds: number;
     rssBeforeFlood: number;
@@ -127,7 +131,10 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
   row('hub / connect RSS with all streams open', `${mb(c.hubRssAtAll)} / ${mb(c.connectRssAtAll)} MB`);
   row(`new streams per second (${r.config.rateConcurrency} in flight, ${r.config.rateSeconds} s)`, `${c.newStreamsPerS}/s (${c.rateErrors} errors; setup p50 ${f1(c.rateSetup.p50)} ms p99 ${f1(c.rateSetup.p99)} ms)`);
   const m = r.memory;
-  row('agent idle RSS', `${mb(m.agentIdleRss)} MB`);
+  row('agent idle RSS (connected, no stream yet)', `${mb(m.agentIdleRss)} MB`);
+  row('an idle `node` process doing nothing (the floor)', `${mb(m.nodeFloorRss)} MB`);
+  if (m.seaAgentIdleRss) row(`agent idle RSS as the single executable ${m.seaAgentIdleRss.file}`, `${mb(m.seaAgentIdleRss.rss)} MB`);
+  row('agent RSS idle again after all of the above', `${mb(m.agentRssAfterRun)} MB`);
   row(`agent RSS growth while a reader stalls ${r.config.stallSeconds} s and the device floods`, `${mb(m.growthStalled)} MB (peak ${mb(m.peakRssStalled)} MB)`);
   row('bytes the device got to write while the reader stalled', `${mb(m.writtenWhileStalled)} MB`);
   row('hub RSS growth while stalled', `${mb(m.hubGrowthStalled)} MB`);
@@ -145,7 +152,15 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
   row('dist/devstreams.cjs (bundle; needs Node ≥ 20)', `${mb(r.footprint.bundleBytes)} MB`);
   for (const [name, size] of Object.entries(r.footprint.executables)) row(`dist/${name}`, `${mb(size)} MB`);
   if (Object.keys(r.footprint.executables).length === 0) row('single executables', 'not built in this tree');
-  if (r.footprint.packaging !== undefined) lines.push('', `From the packaging build (bench/results/footprint.json): \`${JSON.stringify(r.footprint.packaging)}\``);
+  const binaries = (r.footprint.packaging as { binaries?: Record<string, { file?: string; bytes?: number; node?: string }> } | undefined)?.binaries;
+  if (binaries) {
+    lines.push('', 'Single executables as the packaging build recorded them (bench/results/footprint.json):', '');
+    row('arch', 'file', 'size', 'embedded Node');
+    row('---', '---', '---:', '---');
+    for (const [arch, b] of Object.entries(binaries)) row(arch, b.file ?? '?', b.bytes ? `${mb(b.bytes)} MB` : '?', b.node ?? '?');
+  } else if (r.footprint.packaging !== undefined) {
+    lines.push('', `From the packaging build (bench/results/footprint.json): \`${JSON.stringify(r.footprint.packaging).slice(0, 500)}\``);
+  }
   lines.push('');
   return lines.join('\n');
 }
@@ -160,13 +175,14 @@ export function renderSvg(r: BenchResults): string {
   const W = 960;
   const out: string[] = [];
   const font = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
-  const text = (x: number, y: number, s: string, extra = ''): number => out.push(`<text x="${x}" y="${y}" ${font} font-size="13" ${extra}>${esc(s)}</text>`);
+  const text = (x: number, y: number, s: string, style: { size?: number; bold?: boolean } = {}): number =>
+    out.push(`<text x="${x}" y="${y}" ${font} font-size="${style.size ?? 13}"${style.bold ? ' font-weight="bold"' : ''}>${esc(s)}</text>`);
   const rect = (x: number, y: number, w: number, h: number, fill: string): number =>
     out.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(0, w).toFixed(1)}" height="${h}" fill="${fill}"/>`);
   const colours = { direct: '#9e9e9e', socat: '#4f81bd', tunnel: '#f28e2b' };
   const names = { direct: 'direct', socat: 'socat TLS chain', tunnel: 'devstreams' };
   let y = 30;
-  text(20, y, `devstreams benchmark ${r.date.slice(0, 16).replace('T', ' ')} UTC${r.quick ? ' (quick)' : ''}: ${r.machine.cpus} CPUs, load ${r.machine.loadBefore[0]}`, 'font-size="16" font-weight="bold"');
+  text(20, y, `devstreams benchmark ${r.date.slice(0, 16).replace('T', ' ')} UTC${r.quick ? ' (quick)' : ''}: ${r.machine.cpus} CPUs, load average ${r.machine.loadBefore[0]} at start`, { size: 16, bold: true });
   // Legend
   y += 22;
   let lx = 20;
@@ -178,10 +194,10 @@ export function renderSvg(r: BenchResults): string {
 
   // Panel 1: throughput
   y += 30;
-  text(20, y, 'Throughput, MB/s (iperf3)', 'font-weight="bold"');
+  text(20, y, 'Throughput, MB/s (iperf3)', { bold: true });
   y += 10;
   const maxT = Math.max(1, ...(['upload', 'download'] as const).flatMap((d) => Object.values(r.throughput[d])));
-  const barW = W - 300;
+  const barW = W - 380;
   for (const d of ['upload', 'download'] as const) {
     for (const k of ['direct', 'socat', 'tunnel'] as const) {
       y += 20;
@@ -195,15 +211,16 @@ export function renderSvg(r: BenchResults): string {
 
   // Panel 2: latency
   y += 30;
-  text(20, y, 'Latency, ms (bar p50, whisker p99)', 'font-weight="bold"');
+  text(20, y, 'Latency, ms (bar p50, whisker p99; each group on its own scale)', { bold: true });
   y += 10;
   const lat: Array<[string, Paths<Dist>]> = [
     ['1-byte round trip', r.rtt],
     ['stream setup, one at a time', r.setup.sequential],
     ['stream setup, 100 at once', r.setup.parallel],
   ];
-  const maxL = Math.max(1, ...lat.flatMap(([, p]) => [p.direct.p99, p.socat.p99, p.tunnel.p99]).filter(Number.isFinite));
   for (const [label, p] of lat) {
+    // Each group on its own scale: a round trip is 1/10,000 of a burst of setups.
+    const maxL = Math.max(0.001, ...[p.direct.p99, p.socat.p99, p.tunnel.p99].filter(Number.isFinite));
     for (const k of ['direct', 'socat', 'tunnel'] as const) {
       y += 20;
       if (k === 'direct') text(20, y + 12, label);
@@ -219,7 +236,7 @@ export function renderSvg(r: BenchResults): string {
 
   // Panel 3: targets
   y += 30;
-  text(20, y, 'Targets: share of the limit used (left of the line passes)', 'font-weight="bold"');
+  text(20, y, 'Targets: share of the limit used (left of the line passes)', { bold: true });
   y += 10;
   const scale = 2; // the axis runs to 200 % of the limit
   const axisX = 380;
@@ -229,11 +246,11 @@ export function renderSvg(r: BenchResults): string {
     text(20, y + 12, x.name.length > 44 ? `${x.name.slice(0, 43)}…` : x.name);
     const w = (Math.min(x.load, scale) / scale) * axisW;
     rect(axisX, y, w, 16, x.pass ? '#59a14f' : '#e15759');
-    text(axisX + axisW + 10, y + 12, `${x.measured} (${x.goal})${x.pass ? '' : ' MISS'}`, 'font-size="12"');
+    text(axisX + axisW + 10, y + 12, `${x.measured} (${x.goal})${x.pass ? '' : ' MISS'}`, { size: 12 });
   }
   const limitX = axisX + axisW / scale;
   out.push(`<line x1="${limitX}" y1="${y - r.targets.length * 22 + 14}" x2="${limitX}" y2="${y + 20}" stroke="#000" stroke-dasharray="4 3"/>`);
-  text(limitX - 20, y + 34, 'limit', 'font-size="11"');
+  text(limitX - 20, y + 34, 'limit', { size: 11 });
   y += 50;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}">`,

@@ -13,6 +13,8 @@ export interface CliStack {
   agent: Proc;
   /** A `devstreams connect` process for one service, with its local port. */
   connect(service: string): Promise<{ proc: Proc; port: number }>;
+  /** Another agent, for another device, run by `command` (a single executable); logs to agent-<device>.log. */
+  startAgent(command: string, deviceId: string): Promise<Proc>;
   stop(): Promise<void>;
 }
 
@@ -39,15 +41,25 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
     const services = Object.entries(opts.services)
       .map(([name, port]) => `  ${name}:\n    port: ${port}\n`)
       .join('');
+    const writeConfig = (file: string, cs: string): void =>
+      // Limits raised so 1,000 concurrent streams on one service are allowed; telemetry off (noise).
+      writeFileSync(
+        file,
+        `hub:\n  connection_string: "${cs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\ntelemetry:\n  interval_s: 0\n`,
+        { mode: 0o600 },
+      );
     const configFile = join(dir, 'agent.yaml');
-    // Limits raised so 1,000 concurrent streams on one service are allowed; telemetry off (noise).
-    writeFileSync(
-      configFile,
-      `hub:\n  connection_string: "${deviceCs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\ntelemetry:\n  interval_s: 0\n`,
-      { mode: 0o600 },
-    );
+    writeConfig(configFile, deviceCs);
     const agent = new Proc('agent', NODE, [bundle, 'agent', '-c', configFile], { logFile: join(dir, 'agent.log') });
     procs.push(agent);
+    const startAgent = async (command: string, deviceId: string): Promise<Proc> => {
+      const cs = lastLine(await cli(['hub', 'add-device', deviceId, '--data-dir', dataDir]));
+      const file = join(dir, `agent-${deviceId}.yaml`);
+      writeConfig(file, cs);
+      const p = new Proc(`agent ${deviceId}`, command, ['agent', '-c', file], { logFile: join(dir, `agent-${deviceId}.log`) });
+      procs.push(p);
+      return p;
+    };
     const connect = async (service: string): Promise<{ proc: Proc; port: number }> => {
       const proc = new Proc(`connect ${service}`, NODE, [bundle, 'connect', 'bench-pi', service, '--listen', '127.0.0.1:0', '--ca', caFile], {
         logFile: join(dir, `connect-${service}.log`),
@@ -64,6 +76,7 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
       hub,
       agent,
       connect,
+      startAgent,
       async stop() {
         for (const p of procs.reverse()) await p.stop();
       },
