@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import type { Agent } from '../agent/agent';
 import { watchStream } from '../agent/limits';
-import { isDevstreamsError } from '../wire';
-import { startStack, until, type Stack } from './helpers/stack';
+import { isDevstreamsError, parseDeviceConnectionString } from '../wire';
+import { ControlChannel } from '../agent/control-channel';
+import { startStack, testLogger, until, type Stack } from './helpers/stack';
 import { roundTrip, startEchoServer } from './helpers/targets';
 
 /** Opens a stream straight through the hub client and returns the open (paused) WebSocket. */
@@ -177,4 +178,20 @@ describe('watchStream', () => {
     expect(reason).toMatch(/idle/);
     t.stop();
   });
+});
+
+describe('SAS token renewal', () => {
+  it('reconnects with a fresh token before the old one expires, again and again', async () => {
+    const stack = await startStack();
+    // A 3 s token is renewed at 80 %: about every 2.4 s. Each renewal must be accepted by the hub.
+    const ch = new ControlChannel({ device: parseDeviceConnectionString(stack.deviceConnectionString('pi-renew')), caPem: stack.caPem, log: testLogger('control'), tokenLifetimeS: 3 });
+    try {
+      ch.start();
+      await until(() => ch.reconnects >= 2 && ch.listening, 'two renewals', 30_000);
+      expect(ch.lastError).toBeUndefined();
+    } finally {
+      await ch.stop();
+      await stack.stop();
+    }
+  }, 60_000);
 });
