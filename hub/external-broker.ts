@@ -8,7 +8,7 @@ import {
   DevstreamsError,
   deviceTopicRoot,
   fleetSubscriptions,
-  formatStreamRequestTopic,
+  formatFleetStreamRequestTopic,
   parseFleetTopic,
   parseStreamResponseTopic,
   topicRootTemplateProblem,
@@ -115,7 +115,9 @@ export class ExternalBroker extends EventEmitter<BrokerEvents> implements Contro
     this.client = client;
     client.on('connect', () => {
       const subs = fleetSubscriptions(this.template);
-      client.subscribe([subs.status, subs.responses, subs.telemetry], { qos: 1 }, (err, granted) => {
+      // QoS 0: the session is clean anyway, and on NATS a QoS 1 subscription is a JetStream consumer
+      // per hub that needs $MQTT.sub.> permissions (docs/scaling.md).
+      client.subscribe([subs.status, subs.responses, subs.telemetry], { qos: 0 }, (err, granted) => {
         const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
         if (err || refused.length) {
           log.error({ err: err?.message, refused }, 'broker refused the hub its subscriptions: check the ACL for the hub user');
@@ -193,7 +195,7 @@ export class ExternalBroker extends EventEmitter<BrokerEvents> implements Contro
     if (!client || !this.connected || !this.isOnline(deviceId)) return false;
     let topic: string;
     try {
-      topic = formatStreamRequestTopic(req, deviceTopicRoot(this.template, deviceId));
+      topic = formatFleetStreamRequestTopic(req, deviceTopicRoot(this.template, deviceId));
     } catch {
       return false;
     }

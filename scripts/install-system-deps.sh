@@ -8,7 +8,9 @@ PKGS=(openssh-server openssh-client mosquitto mosquitto-clients tmux socat iperf
   # to run the ARM Node that makes each SEA blob and the ARM binaries in tests, dpkg-deb, systemd-analyze.
   g++ g++-aarch64-linux-gnu g++-arm-linux-gnueabihf binutils qemu-user dpkg-dev systemd xz-utils lintian
   # sd_notify tests: a small python3 helper listens on the datagram socket.
-  python3)
+  python3
+  # Fleet mode (docs/scaling.md): a three-node NATS cluster with its MQTT listener (mosquitto is above).
+  nats-server)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,5 @@
 import { DevstreamsError } from './errors';
+import type { StreamRequest } from './topics';
 
 /**
  * Topics on a plain (external, possibly clustered) MQTT broker. IoT Hub routes `$iothub/…` per
@@ -81,4 +82,15 @@ export function parseFleetTopic(template: string, topic: string): FleetMessage |
   if (rest[0] === 'streams' && rest[1]?.toLowerCase() === 'res') return { kind: 'response', deviceId, root };
   if (rest[0] === 'messages' && rest[1] === 'events') return { kind: 'telemetry', deviceId, root };
   return undefined;
+}
+
+/**
+ * A stream request on a fleet broker: IoT Hub's layout, with every `.` in the property bag written
+ * `%2E`. NATS's MQTT listener refuses topics containing `.` (its subject separator), and the URL's
+ * host and the token carry dots; `$url` is percent-decoded by the device anyway and `$auth` has
+ * `%2E` decoded (wire/topics.ts). Service names and device ids keep theirs: on NATS they must have none.
+ */
+export function formatFleetStreamRequestTopic(req: StreamRequest, root: string): string {
+  const noDots = (s: string): string => s.replace(/\./g, '%2E');
+  return `${root}/streams/POST/${req.streamName}/?$rid=${req.requestId}&$url=${noDots(encodeURIComponent(req.url))}&$auth=${noDots(req.authToken)}`;
 }

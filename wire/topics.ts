@@ -65,7 +65,9 @@ export function parseStreamRequestTopic(topic: string, root = IOTHUB_ROOT): Stre
   const props = parsePropertyBag(bag);
   const requestId = props.get('$rid');
   const rawUrl = props.get('$url');
-  const authToken = props.get('$auth');
+  // `%2E` is a `.` that a fleet broker could not carry (NATS: formatFleetStreamRequestTopic); IoT
+  // Hub's tokens hold no `%`, so decoding it changes nothing for them.
+  const authToken = props.get('$auth')?.replace(/%2E/gi, '.');
   if (!requestId) throw malformed('no $rid');
   if (!rawUrl) throw malformed('no $url');
   if (!authToken) throw malformed('no $auth');
