@@ -9,6 +9,8 @@ PKGS=(openssh-server openssh-client mosquitto mosquitto-clients tmux socat iperf
   g++ g++-aarch64-linux-gnu g++-arm-linux-gnueabihf binutils qemu-user dpkg-dev systemd xz-utils lintian
   # sd_notify tests: a small python3 helper listens on the datagram socket.
   python3
+  # Proxy test with the hub reachable only through tinyproxy: unshare -n (util-linux) and `ip` for lo.
+  util-linux iproute2
   # Fleet mode (docs/scaling.md): a three-node NATS cluster with its MQTT listener (mosquitto is above).
   nats-server)
 missing=()
