@@ -16,8 +16,8 @@ import { startTinyproxy, type Tinyproxy } from './helpers/tinyproxy';
  * port only. A stream that works here went through the proxy, control channel and streams alike.
  * Needs root or CAP_SYS_ADMIN for unshare; skipped, saying so, where that is not allowed.
  */
-const canUnshare = spawnSync('unshare', ['-n', 'true']).status === 0;
-if (!canUnshare) console.warn('proxy-netns.test.ts: unshare -n is not permitted here; the network-namespace proxy test is skipped');
+const canUnshare = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up']).status === 0;
+if (!canUnshare) console.warn('proxy-netns.test.ts: unshare -n (or ip link set lo up in it) is not permitted here; the network-namespace proxy test is skipped');
 
 /** Inside a fresh namespace every port is free: fixed ports are safe there (and only there). */
 const NS_PROXY_PORT = 3128;
