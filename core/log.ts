@@ -1,12 +1,13 @@
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
+import { journaldDestination, stderrIsJournal } from './journald';
 
 export type { Logger };
 
 export interface LogOptions {
   level?: string;
-  /** `json` (journald, machines) or `pretty` (a person at a terminal). */
-  format?: 'json' | 'pretty';
+  /** `json` (machines), `journald` (json with a `<N>` priority prefix, chosen by itself under systemd) or `pretty` (a person at a terminal). */
+  format?: 'json' | 'pretty' | 'journald';
 }
 
 /**
@@ -17,7 +18,8 @@ export interface LogOptions {
 export function createLogger(name: string, opts: LogOptions = {}): Logger {
   const level = opts.level ?? process.env.DEVSTREAMS_LOG_LEVEL ?? 'info';
   const envFormat = process.env.DEVSTREAMS_LOG_FORMAT;
-  const format = opts.format ?? (envFormat === 'json' || envFormat === 'pretty' ? envFormat : process.stderr.isTTY ? 'pretty' : 'json');
+  const format =
+    opts.format ?? (envFormat === 'json' || envFormat === 'pretty' || envFormat === 'journald' ? envFormat : stderrIsJournal() ? 'journald' : process.stderr.isTTY ? 'pretty' : 'json');
   const options = {
     name,
     level,
@@ -27,6 +29,7 @@ export function createLogger(name: string, opts: LogOptions = {}): Logger {
   if (format === 'pretty') {
     return pino(options, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' }));
   }
+  if (format === 'journald') return pino(options, journaldDestination());
   return pino(options, pino.destination({ fd: 2, sync: true }));
 }
 

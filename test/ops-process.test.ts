@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -481,5 +481,43 @@ describe('config/agent.example.yaml', () => {
       if (inner?.shape) for (const sub of keysOf(inner)) if (!new RegExp(`^\\s*#?\\s*${sub}:`, 'm').test(text)) missing.push(`${key}.${sub}`);
     }
     expect(missing).toEqual([]);
+  });
+});
+
+describe('logs under journald', () => {
+  /** Runs the agent (against a hub that is not there) with stderr going to a file; returns its lines. */
+  async function agentLines(journalStream: (fileStat: { dev: number; ino: number }) => string): Promise<string[]> {
+    const dir = mkdtempSync(join(tmpdir(), 'devstreams-journal-'));
+    try {
+      const cfg = join(dir, 'agent.yaml');
+      writeFileSync(cfg, `hub:\n  connection_string: "HostName=127.0.0.1:1;DeviceId=j;SharedAccessKey=${Buffer.alloc(32, 3).toString('base64')}"\ntelemetry:\n  interval_s: 0\n`);
+      const logFile = join(dir, 'stderr.log');
+      const fd = openSync(logFile, 'w');
+      const st = fstatSync(fd);
+      const env: Record<string, string | undefined> = { ...process.env, JOURNAL_STREAM: journalStream({ dev: st.dev, ino: st.ino }) };
+      delete env.DEVSTREAMS_LOG_FORMAT;
+      const child = spawn(process.execPath, [resolve(__dirname, '../dist/devstreams.cjs'), 'agent', '--config', cfg], { env, stdio: ['ignore', 'ignore', fd] });
+      closeSync(fd);
+      const exited = new Promise((r) => child.on('exit', r));
+      const lines = (): string[] => readFileSync(logFile, 'utf8').split('\n').filter(Boolean);
+      await until(() => lines().some((l) => l.includes('"level":40')), 'a warning (the hub is unreachable)');
+      child.kill('SIGTERM');
+      await exited;
+      return lines();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('prefixes each JSON line with its syslog priority when stderr is the journal (JOURNAL_STREAM)', async () => {
+    const lines = await agentLines(({ dev, ino }) => `${dev}:${ino}`);
+    expect(lines.find((l) => l.includes('"msg":"agent started"'))).toMatch(/^<6>\{"level":30,/);
+    expect(lines.find((l) => l.includes('"level":40'))).toMatch(/^<4>\{/);
+    for (const l of lines) expect(JSON.parse(l.replace(/^<\d>/, ''))).toHaveProperty('level');
+  });
+
+  it('writes plain JSON when JOURNAL_STREAM names another stream', async () => {
+    const lines = await agentLines(({ dev, ino }) => `${dev}:${ino + 1}`);
+    for (const l of lines) expect(l.startsWith('{')).toBe(true);
   });
 });
