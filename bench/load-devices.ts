@@ -5,7 +5,9 @@
  * on the same broker; stream requests driven from the service side. Reports connected devices, the
  * connect ramp, stream setup p50/p99 (request → accepted, request → first echoed byte) and errors.
  *
- * Usage: node bench/load-devices.mjs [--devices N] [--requests R] [--concurrency C] [--out DIR]
+ * Usage: node bench/load-devices.mjs [--broker mosquitto|nats] [--devices N] [--requests R] [--concurrency C] [--out DIR]
+ *   --broker nats: a three-node NATS cluster (config/nats), devices on node 1 (plain MQTT on
+ *   loopback: NATS's MQTT TLS is not set up here), the hub on node 2.
  *   (load-devices.mjs bundles this file into dist/load-devices.cjs and runs it)
  */
 import { execFileSync } from 'node:child_process';
@@ -28,6 +30,7 @@ import {
   DEFAULT_DEVICE_TOPIC_ROOT,
 } from '../wire';
 import { startMosquitto } from '../test/helpers/mosquitto';
+import { startNatsCluster } from '../test/helpers/nats-cluster';
 import { Proc, freePort, rssBytes, run, waitFor } from './procs';
 import { dist, round, type Dist } from './stats';
 
@@ -38,6 +41,7 @@ const CONNECT_CONCURRENCY = 100;
 const PING = Buffer.from('devstreams-load-ping-0123456789');
 
 interface Options {
+  broker: 'mosquitto' | 'nats';
   devices: number;
   requests: number;
   concurrency: number;
@@ -46,10 +50,15 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { devices: 200, requests: 0, concurrency: 50, out: resolve('bench/results'), bundle: resolve('dist/devstreams.cjs') };
+  const opts: Options = { broker: 'mosquitto', devices: 200, requests: 0, concurrency: 50, out: resolve('bench/results'), bundle: resolve('dist/devstreams.cjs') };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
     switch (argv[i]) {
+      case '--broker':
+        if (v !== 'mosquitto' && v !== 'nats') throw new Error('--broker is mosquitto or nats');
+        opts.broker = v;
+        i++;
+        break;
       case '--devices':
         opts.devices = Number(v);
         i++;
@@ -87,7 +96,7 @@ class SimDevice {
     readonly id: string,
     private readonly password: string,
     private readonly brokerUrl: string,
-    private readonly brokerCa: Buffer,
+    private readonly brokerCa: Buffer | undefined,
     private readonly hubCa: Buffer,
   ) {
     this.root = deviceTopicRoot(DEFAULT_DEVICE_TOPIC_ROOT, id);
@@ -100,7 +109,7 @@ class SimDevice {
         clientId: this.id,
         username: this.id,
         password: this.password,
-        ca: this.brokerCa,
+        ...(this.brokerCa ? { ca: this.brokerCa } : {}),
         protocolVersion: 4,
         clean: true,
         keepalive: 120,
@@ -168,7 +177,9 @@ interface Result {
   first_byte_ms: Dist;
   requests_per_s: number;
   hub_rss_mb: number;
-  mosquitto_rss_mb: number;
+  broker: string;
+  /** All broker processes together (three for NATS). */
+  broker_rss_mb: number;
   loader_rss_mb: number;
   machine: { cpus: number; model: string; loadavg_before: number[] };
   when: string;
@@ -183,16 +194,16 @@ async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise
   );
 }
 
-async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2));
-  const dir = mkdtempSync(join(tmpdir(), 'devstreams-load-'));
-  const loadBefore = loadavg().map((v) => round(v, 2));
-  const ids = Array.from({ length: opts.devices }, (_, i) => `sim-${String(i).padStart(5, '0')}`);
-  const password = (id: string): string => `pw-${id}`;
-  const log = (msg: string): void => void process.stderr.write(`[load] ${msg}\n`);
+interface LoadBroker {
+  deviceUrl: string;
+  hubUrl: string;
+  caPem?: Buffer;
+  pids: number[];
+  stop: () => Promise<void>;
+}
 
-  log(`starting mosquitto with ${opts.devices} device users`);
-  const broker = await startMosquitto(
+async function startMosquittoBroker(ids: string[], password: (id: string) => string): Promise<LoadBroker> {
+  const m = await startMosquitto(
     {},
     {
       quiet: true,
@@ -205,6 +216,24 @@ async function main(): Promise<void> {
       configDir: resolve('config/mosquitto'),
     },
   );
+  return { deviceUrl: `mqtts://127.0.0.1:${m.devicePort}`, hubUrl: `mqtt://127.0.0.1:${m.hubPort}`, caPem: m.caPem, pids: [m.proc.pid!], stop: () => m.stop() };
+}
+
+async function startNatsBroker(ids: string[], password: (id: string) => string): Promise<LoadBroker> {
+  const c = await startNatsCluster('hub-secret', Object.fromEntries(ids.map((id) => [id, password(id)])), { configDir: resolve('config/nats'), quiet: true });
+  return { deviceUrl: `mqtt://127.0.0.1:${c.nodes[0]!.mqttPort}`, hubUrl: `mqtt://127.0.0.1:${c.nodes[1]!.mqttPort}`, pids: c.nodes.map((n) => n.proc.pid!), stop: () => c.stop() };
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-load-'));
+  const loadBefore = loadavg().map((v) => round(v, 2));
+  const ids = Array.from({ length: opts.devices }, (_, i) => `sim-${String(i).padStart(5, '0')}`);
+  const password = (id: string): string => `pw-${id}`;
+  const log = (msg: string): void => void process.stderr.write(`[load] ${msg}\n`);
+
+  log(`starting ${opts.broker} with ${opts.devices} device users`);
+  const broker = opts.broker === 'nats' ? await startNatsBroker(ids, password) : await startMosquittoBroker(ids, password);
   let hub: Proc | undefined;
   const sims: SimDevice[] = [];
   try {
@@ -214,7 +243,7 @@ async function main(): Promise<void> {
     hub = new Proc(
       'hub',
       NODE,
-      [opts.bundle, 'hub', '--data-dir', dataDir, '--listen', `127.0.0.1:${hubPort}`, '--broker', `mqtt://127.0.0.1:${broker.hubPort}`, '--broker-username', HUB_USER, '--broker-password-file', join(dir, 'broker-password'), '--device-stream-rate', '1000/1000', '--service-stream-rate', '100000/100000'],
+      [opts.bundle, 'hub', '--data-dir', dataDir, '--listen', `127.0.0.1:${hubPort}`, '--broker', broker.hubUrl, '--broker-username', HUB_USER, '--broker-password-file', join(dir, 'broker-password'), '--device-stream-rate', '1000/1000', '--service-stream-rate', '100000/100000'],
       { logFile: join(dir, 'hub.log'), env: { DEVSTREAMS_LOG_LEVEL: 'warn' } },
     );
     await hub.line(/^hub listening on (\S+)/, 60_000);
@@ -227,7 +256,7 @@ async function main(): Promise<void> {
     let connectErrors = 0;
     const rampStart = performance.now();
     await pool(ids, CONNECT_CONCURRENCY, async (id) => {
-      const sim = new SimDevice(id, password(id), `mqtts://127.0.0.1:${broker.devicePort}`, broker.caPem, hubCa);
+      const sim = new SimDevice(id, password(id), broker.deviceUrl, broker.caPem, hubCa);
       sims.push(sim);
       const t0 = performance.now();
       try {
@@ -310,20 +339,21 @@ async function main(): Promise<void> {
       first_byte_ms: dist(firstByteMs),
       requests_per_s: round(ok / driveS, 1),
       hub_rss_mb: round(rssBytes(hub.pid) / 1e6, 1),
-      mosquitto_rss_mb: round(rssBytes(broker.proc.pid!) / 1e6, 1),
+      broker: opts.broker,
+      broker_rss_mb: round(broker.pids.reduce((sum, pid) => sum + rssBytes(pid), 0) / 1e6, 1),
       loader_rss_mb: round(process.memoryUsage().rss / 1e6, 1),
       machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '?', loadavg_before: loadBefore },
       when: new Date().toISOString(),
     };
     mkdirSync(opts.out, { recursive: true });
-    const file = join(opts.out, `load-devices-${opts.devices}.json`);
+    const file = join(opts.out, `load-devices-${opts.broker}-${opts.devices}.json`);
     writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
     process.stdout.write(
       [
-        `| devices | connected | hub sees | ramp | connect p50/p99 | requests ok/total | accept p50/p99 | first byte p50/p99 | req/s | errors |`,
-        `|---|---|---|---|---|---|---|---|---|---|`,
-        `| ${opts.devices} | ${connected} | ${hubSees} | ${result.ramp_s} s | ${round(result.connect_ms.p50, 1)}/${round(result.connect_ms.p99, 1)} ms | ${ok}/${opts.requests} | ${round(result.accept_ms.p50, 1)}/${round(result.accept_ms.p99, 1)} ms | ${round(result.first_byte_ms.p50, 1)}/${round(result.first_byte_ms.p99, 1)} ms | ${result.requests_per_s} | ${JSON.stringify(errors)} |`,
-        `(${file}; hub RSS ${result.hub_rss_mb} MB, mosquitto RSS ${result.mosquitto_rss_mb} MB, load tool RSS ${result.loader_rss_mb} MB)`,
+        `| broker | devices | connected | hub sees | ramp | connect p50/p99 | requests ok/total | accept p50/p99 | first byte p50/p99 | req/s | errors |`,
+        `|---|---|---|---|---|---|---|---|---|---|---|`,
+        `| ${opts.broker} | ${opts.devices} | ${connected} | ${hubSees} | ${result.ramp_s} s | ${round(result.connect_ms.p50, 1)}/${round(result.connect_ms.p99, 1)} ms | ${ok}/${opts.requests} | ${round(result.accept_ms.p50, 1)}/${round(result.accept_ms.p99, 1)} ms | ${round(result.first_byte_ms.p50, 1)}/${round(result.first_byte_ms.p99, 1)} ms | ${result.requests_per_s} | ${JSON.stringify(errors)} |`,
+        `(${file}; hub RSS ${result.hub_rss_mb} MB, ${opts.broker} RSS ${result.broker_rss_mb} MB, load tool RSS ${result.loader_rss_mb} MB)`,
         '',
       ].join('\n'),
     );

@@ -25,10 +25,11 @@ export interface NatsCluster {
  * each. `users` are device ids with passwords; the hub user is `devstreams-hub`. The device entry of
  * the shipped users.conf (pi-0001) is repeated for each device.
  */
-export async function startNatsCluster(hubPassword: string, devices: Record<string, string>): Promise<NatsCluster> {
+export async function startNatsCluster(hubPassword: string, devices: Record<string, string>, opts: { configDir?: string; quiet?: boolean } = {}): Promise<NatsCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-nats-'));
-  const shippedNode = readFileSync(join(NATS_CONFIG_DIR, 'node.conf'), 'utf8');
-  const shippedUsers = readFileSync(join(NATS_CONFIG_DIR, 'users.conf'), 'utf8');
+  const configDir = opts.configDir ?? NATS_CONFIG_DIR;
+  const shippedNode = readFileSync(join(configDir, 'node.conf'), 'utf8');
+  const shippedUsers = readFileSync(join(configDir, 'users.conf'), 'utf8');
   const deviceEntry = /^ *\{ user: pi-0001,[\s\S]*?^ *\} \}\n/m.exec(shippedUsers)?.[0];
   if (!deviceEntry) throw new Error('shipped users.conf has no pi-0001 entry');
   const quote = (s: string): string => JSON.stringify(s);
@@ -66,6 +67,8 @@ export async function startNatsCluster(hubPassword: string, devices: Record<stri
     const onData = (chunk: Buffer): void => {
       for (const line of chunk.toString().split('\n')) {
         if (!line) continue;
+        // Quiet (load runs): keep only what readiness needs and errors, not a line per connection.
+        if (opts.quiet && !/Listening for MQTT|metadata leader|\[(ERR|FTL)\]/.test(line)) continue;
         if (log.length < 5000) log.push(line);
         if (process.env.TEST_LOG) process.stderr.write(`[${name}] ${line}\n`);
       }
