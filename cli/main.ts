@@ -150,7 +150,7 @@ key ${issued.keyFile}
     .command('agent')
     .description('run the device agent')
     .requiredOption('-c, --config <file>', 'agent config (YAML)')
-    .action((opts: { config: string }) => {
+    .action(async (opts: { config: string }) => {
       const config = loadAgentConfig(opts.config);
       const log = createLogger('agent', { level: process.env.DEVSTREAMS_LOG_LEVEL ?? config.log.level });
       const agent = new Agent(config, log);
