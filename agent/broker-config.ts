@@ -10,7 +10,7 @@ import { DEFAULT_DEVICE_TOPIC_ROOT, topicRootTemplateProblem } from '../wire';
  */
 export const brokerSection = z.strictObject({
   /** `mqtts://host:8883` (or `mqtt://` on a trusted network). */
-  url: z.string().regex(/^mqtts?:\/\/[^/]+\/?$/i, 'broker.url must be mqtts://host:port or mqtt://host:port'),
+  url: z.string().regex(/^mqtts?:\/\/[^/]+\/?$/i, 'must be mqtts://host:port or mqtt://host:port'),
   /** The broker user name; the device id by default (the ACL patterns use %u). */
   username: z.string().min(1).optional(),
   /** A file holding only this device's broker password (mode 0600). */
