@@ -140,6 +140,30 @@ describe('fleet mode on mosquitto: ACLs, two hub instances', () => {
     expect(sha256(await roundTrip(port, payload))).toBe(sha256(payload));
   });
 
+  it('a hub instance that starts later learns who is online from the retained status, and serves', async () => {
+    const dirC = mkdtempSync(join(tmpdir(), 'devstreams-fleet-c-'));
+    for (const f of ['secrets.json', 'ca.pem', 'ca-key.pem']) copyFileSync(join(dirA, f), join(dirC, f));
+    const hubC = await startHub(dirC, await freePort(), Number(hubA.host.split(':')[1]), 'c');
+    try {
+      // The retained status arrives right after the SUBACK: the device says nothing new meanwhile.
+      await until(() => hubC.isDeviceOnline('dev1'), 'hub C to read the retained status', 5000);
+      const secrets = new HubDataDir(dirA).secrets();
+      const clientC = new HubClient({
+        service: parseServiceConnectionString(formatServiceConnectionString({ hostName: hubC.host, sharedAccessKeyName: secrets.service_policy_name, sharedAccessKey: secrets.service_policy_key })),
+        caPem: readFileSync(join(dirA, 'ca.pem')),
+      });
+      try {
+        const accepted = await clientC.requestStream('dev1', 'echo');
+        expect(new URL(accepted.url).host).toBe(hubA.host);
+      } finally {
+        clientC.close();
+      }
+    } finally {
+      await hubC.stop();
+      rmSync(dirC, { recursive: true, force: true });
+    }
+  });
+
   it('a device refusal travels back through the broker', async () => {
     const err = await clientB.requestStream('dev1', 'not-allowed').catch((e: unknown) => e);
     expect(isDevstreamsError(err, 'EDEVICE_REFUSED')).toBe(true);
