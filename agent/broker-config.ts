@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
+import type { BrokerEndpoint } from '../core/broker-endpoint';
 import { DEFAULT_DEVICE_TOPIC_ROOT, topicRootTemplateProblem } from '../wire';
 
 /**
@@ -27,15 +28,7 @@ export const brokerSection = z.strictObject({
 export type BrokerSection = z.infer<typeof brokerSection>;
 
 /** What the control channel needs, files read. */
-export interface BrokerSettings {
-  url: string;
-  username?: string;
-  password?: string;
-  caPem?: Buffer;
-  certPem?: Buffer;
-  keyPem?: Buffer;
-  topicRoot: string;
-}
+export type BrokerSettings = BrokerEndpoint & { topicRoot: string };
 
 type Key = keyof BrokerSection;
 

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
 import { Backoff } from '../core/backoff';
+import type { BrokerEndpoint } from '../core/broker-endpoint';
 import type { Logger } from '../core/log';
 import {
   DEFAULT_DEVICE_TOPIC_ROOT,
@@ -17,18 +18,7 @@ import {
 import type { BrokerEvents } from './broker';
 import type { ControlPlane } from './control-plane';
 
-export interface ExternalBrokerOptions {
-  /** `mqtt://host:port` or `mqtts://host:port`. */
-  url: string;
-  username?: string;
-  password?: string;
-  /** CA that signs the broker's certificate (mqtts); the system CAs otherwise. */
-  caPem?: Buffer;
-  /** TLS client certificate, for brokers that authenticate clients by certificate. */
-  certPem?: Buffer;
-  keyPem?: Buffer;
-  /** Per-device topic root template; `devstreams/{device_id}` by default. */
-  topicRoot?: string;
+export interface ExternalBrokerOptions extends BrokerEndpoint {
   /** Unique per hub instance: the MQTT client id and the prefix of its stream request ids. */
   instanceId: string;
   log: Logger;

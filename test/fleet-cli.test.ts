@@ -8,6 +8,7 @@ import { parseServiceConnectionString } from '../wire';
 import { lastLine, runCli, runCliToEnd, type CliProcess } from './helpers/cli';
 import { startMosquitto, type Mosquitto } from './helpers/mosquitto';
 import { until } from './helpers/stack';
+import { fleetAgentYaml } from './helpers/fleet';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
 
 /** Fleet mode as an operator runs it: the CLI bundle as real processes (hub, agent, connect) on mosquitto. */
@@ -54,19 +55,14 @@ describe('fleet mode from the command line', () => {
     const configFile = join(dir, 'agent.yaml');
     writeFileSync(
       configFile,
-      [
-        'hub:',
-        `  connection_string: "${deviceCs}"`,
-        `  ca: ${join(dataDir, 'ca.pem')}`,
-        'broker:',
-        `  url: mqtts://127.0.0.1:${broker.devicePort}`,
-        `  password_file: ${join(dir, 'device-password')}`,
-        `  ca: ${broker.caFile}`,
-        'services:',
-        '  echo:',
-        `    port: ${echo.port}`,
-        '',
-      ].join('\n'),
+      fleetAgentYaml({
+        connectionString: deviceCs,
+        hubCa: join(dataDir, 'ca.pem'),
+        brokerUrl: `mqtts://127.0.0.1:${broker.devicePort}`,
+        passwordFile: join(dir, 'device-password'),
+        brokerCa: broker.caFile,
+        services: { echo: echo.port },
+      }),
       { mode: 0o600 },
     );
     const agent = runCli(['agent', '-c', configFile]);

@@ -1,18 +1,18 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent';
-import { parseAgentConfig } from '../agent/config';
 import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
 import { Hub } from '../hub/hub';
 import { Connect } from '../service/connect';
 import { HubClient } from '../service/hub-client';
-import { formatDeviceConnectionString, formatServiceConnectionString, isDevstreamsError, parseServiceConnectionString } from '../wire';
+import { formatDeviceConnectionString, isDevstreamsError } from '../wire';
 import { freePort } from './helpers/free-port';
 import { startMosquitto, type Mosquitto } from './helpers/mosquitto';
 import { testLogger, until } from './helpers/stack';
+import { fleetAgentYaml, serviceClientFor, startFleetAgent } from './helpers/fleet';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
 
 /**
@@ -68,38 +68,24 @@ describe('fleet mode on mosquitto: ACLs, two hub instances', () => {
     for (const f of ['secrets.json', 'ca.pem', 'ca-key.pem']) copyFileSync(join(dirA, f), join(dirB, f));
     hubB = await startHub(dirB, portB, portA, 'b');
 
-    const secrets = new HubDataDir(dirA).secrets();
-    const caPem = readFileSync(join(dirA, 'ca.pem'));
-    const serviceFor = (hub: Hub): HubClient =>
-      new HubClient({
-        service: parseServiceConnectionString(formatServiceConnectionString({ hostName: hub.host, sharedAccessKeyName: secrets.service_policy_name, sharedAccessKey: secrets.service_policy_key })),
-        caPem,
-      });
-    clientA = serviceFor(hubA);
-    clientB = serviceFor(hubB);
+    clientA = serviceClientFor(hubA.host, dirA);
+    clientB = serviceClientFor(hubB.host, dirA);
 
     echo = await startEchoServer();
     const key = new DeviceRegistry(new HubDataDir(dirA)).add('dev1').primary_key;
     const passwordFile = join(broker.dir, 'dev1.password');
     writeFileSync(passwordFile, `${PASSWORDS.dev1}\n`, { mode: 0o600 });
-    const yaml = [
-      'hub:',
-      `  connection_string: "${formatDeviceConnectionString({ hostName: hubA.host, deviceId: 'dev1', sharedAccessKey: key })}"`,
-      `  ca: ${join(dirA, 'ca.pem')}`,
-      `  stream_hosts: ["${hubB.host}"]`,
-      'broker:',
-      `  url: mqtts://127.0.0.1:${broker.devicePort}`,
-      `  password_file: ${passwordFile}`,
-      `  ca: ${broker.caFile}`,
-      'services:',
-      '  echo:',
-      `    port: ${echo.port}`,
-      '',
-    ].join('\n');
-    const { config, problems } = parseAgentConfig(yaml, 'fleet.yaml');
-    if (!config) throw new Error(problems.map((p) => p.message).join('; '));
-    agent = new Agent(config, testLogger('agent'));
-    await agent.start();
+    agent = await startFleetAgent(
+      fleetAgentYaml({
+        connectionString: formatDeviceConnectionString({ hostName: hubA.host, deviceId: 'dev1', sharedAccessKey: key }),
+        hubCa: join(dirA, 'ca.pem'),
+        streamHosts: [hubB.host],
+        brokerUrl: `mqtts://127.0.0.1:${broker.devicePort}`,
+        passwordFile,
+        brokerCa: broker.caFile,
+        services: { echo: echo.port },
+      }),
+    );
     await until(() => agent.connected, 'agent to connect to mosquitto');
     await until(async () => (await clientA.listDevices().catch(() => [])).some((d) => d.deviceId === 'dev1' && d.connectionState === 'Connected'), 'hub A to see dev1 online');
   }, 60_000);
@@ -147,11 +133,7 @@ describe('fleet mode on mosquitto: ACLs, two hub instances', () => {
     try {
       // The retained status arrives right after the SUBACK: the device says nothing new meanwhile.
       await until(() => hubC.isDeviceOnline('dev1'), 'hub C to read the retained status', 5000);
-      const secrets = new HubDataDir(dirA).secrets();
-      const clientC = new HubClient({
-        service: parseServiceConnectionString(formatServiceConnectionString({ hostName: hubC.host, sharedAccessKeyName: secrets.service_policy_name, sharedAccessKey: secrets.service_policy_key })),
-        caPem: readFileSync(join(dirA, 'ca.pem')),
-      });
+      const clientC = serviceClientFor(hubC.host, dirA);
       try {
         const accepted = await clientC.requestStream('dev1', 'echo');
         expect(new URL(accepted.url).host).toBe(hubA.host);

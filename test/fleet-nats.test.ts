@@ -1,17 +1,17 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent';
-import { parseAgentConfig } from '../agent/config';
 import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
 import { Hub } from '../hub/hub';
 import { Connect } from '../service/connect';
 import { HubClient } from '../service/hub-client';
-import { formatDeviceConnectionString, formatServiceConnectionString, isDevstreamsError, parseServiceConnectionString } from '../wire';
+import { formatDeviceConnectionString, isDevstreamsError } from '../wire';
 import { startNatsCluster, type NatsCluster } from './helpers/nats-cluster';
 import { testLogger, until } from './helpers/stack';
+import { fleetAgentYaml, serviceClientFor, startFleetAgent } from './helpers/fleet';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
 
 /**
@@ -44,31 +44,20 @@ describe('fleet mode on a three-node NATS cluster', () => {
     });
     await hub.start();
     const data = new HubDataDir(dir);
-    const secrets = data.secrets();
-    client = new HubClient({
-      service: parseServiceConnectionString(formatServiceConnectionString({ hostName: hub.host, sharedAccessKeyName: secrets.service_policy_name, sharedAccessKey: secrets.service_policy_key })),
-      caPem: readFileSync(join(dir, 'ca.pem')),
-    });
+    client = serviceClientFor(hub.host, dir);
     echo = await startEchoServer();
     const passwordFile = join(dir, 'dev1.password');
     writeFileSync(passwordFile, `${DEVICES.dev1}\n`, { mode: 0o600 });
     const key = new DeviceRegistry(data).add('dev1').primary_key;
-    const yaml = [
-      'hub:',
-      `  connection_string: "${formatDeviceConnectionString({ hostName: hub.host, deviceId: 'dev1', sharedAccessKey: key })}"`,
-      `  ca: ${join(dir, 'ca.pem')}`,
-      'broker:',
-      `  url: mqtt://127.0.0.1:${node1.mqttPort}`,
-      `  password_file: ${passwordFile}`,
-      'services:',
-      '  echo:',
-      `    port: ${echo.port}`,
-      '',
-    ].join('\n');
-    const { config, problems } = parseAgentConfig(yaml, 'nats.yaml');
-    if (!config) throw new Error(problems.map((p) => p.message).join('; '));
-    agent = new Agent(config, testLogger('agent'));
-    await agent.start();
+    agent = await startFleetAgent(
+      fleetAgentYaml({
+        connectionString: formatDeviceConnectionString({ hostName: hub.host, deviceId: 'dev1', sharedAccessKey: key }),
+        hubCa: join(dir, 'ca.pem'),
+        brokerUrl: `mqtt://127.0.0.1:${node1.mqttPort}`,
+        passwordFile,
+        services: { echo: echo.port },
+      }),
+    );
     await until(() => agent.connected, 'agent to connect to node 1', 60_000);
     await until(() => hub.isDeviceOnline('dev1'), 'hub on node 2 to see dev1 online', 60_000);
   }, 180_000);
