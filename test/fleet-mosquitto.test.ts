@@ -146,6 +146,12 @@ describe('fleet mode on mosquitto: ACLs, two hub instances', () => {
     }
   });
 
+  it("the device's health telemetry reaches every hub through the broker", async () => {
+    for (const client of [clientA, clientB]) {
+      await until(async () => (await client.listDevices()).some((d) => d.deviceId === 'dev1' && d.health !== null), 'health of dev1 at a hub');
+    }
+  });
+
   it('a device refusal travels back through the broker', async () => {
     const err = await clientB.requestStream('dev1', 'not-allowed').catch((e: unknown) => e);
     expect(isDevstreamsError(err, 'EDEVICE_REFUSED')).toBe(true);
