@@ -28,7 +28,7 @@ binary_arch() {
 }
 
 build_one() {
-	local arch="$1" bin root deb depends
+	local arch="$1" bin root deb depends started=$SECONDS
 	bin="dist/devstreams-linux-$(binary_arch "$arch")"
 	[ -x "$bin" ] || { echo "build-deb: $bin is missing: run make binary" >&2; exit 1; }
 	root="$OUT/.deb-work/$arch"
@@ -85,7 +85,7 @@ CONTROL
 	find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 	dpkg-deb --root-owner-group -Z"$COMPRESSION" --build "$root" "$deb" >/dev/null
 	echo "$deb: $(stat -c %s "$deb") bytes"
-	[ "$OUT" = dist ] && record_footprint "$arch" "$deb"
+	[ "$OUT" = dist ] && record_footprint "$arch" "$deb" $((SECONDS - started))
 	return 0
 }
 
@@ -93,13 +93,13 @@ CONTROL
 record_footprint() {
 	node -e '
 		const fs = require("fs");
-		const [file, arch, deb, compression] = process.argv.slice(1);
+		const [file, arch, deb, seconds, compression] = process.argv.slice(1);
 		let doc = {};
 		try { doc = JSON.parse(fs.readFileSync(file, "utf8")); } catch {}
-		doc.debs = { ...(doc.debs ?? {}), [arch]: { file: deb, bytes: fs.statSync(deb).size, compression } };
+		doc.debs = { ...(doc.debs ?? {}), [arch]: { file: deb, bytes: fs.statSync(deb).size, compression, build_seconds: Number(seconds) } };
 		fs.mkdirSync(require("path").dirname(file), { recursive: true });
 		fs.writeFileSync(file, JSON.stringify(doc, null, 2) + "\n");
-	' bench/results/footprint.json "$1" "$2" "$COMPRESSION"
+	' bench/results/footprint.json "$1" "$2" "$3" "$COMPRESSION"
 }
 
 arches=("$@")

@@ -1,12 +1,13 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeControl, isDevstreamsError } from '../wire';
 import { startStack, until, type Stack } from './helpers/stack';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
-import { addonPath, binaryPath, ensureBinaries, neededVersions, runBinary, spawnBinary, versionAtMost, type BinaryArch } from './helpers/packaging';
+import { addonPath, binaryPath, ensureBinaries, REPO, neededVersions, runBinary, spawnBinary, versionAtMost, type BinaryArch } from './helpers/packaging';
 
 /**
  * The single executables for the Pi, run here under qemu-user: what a Pi would run, byte for byte.
@@ -156,4 +157,22 @@ describe('the arm64 executable as the agent, against the x64 hub', () => {
     const files = readdirSync(nativeDir);
     expect(files).toEqual([expect.stringMatching(/^pty-[0-9a-f]{32}\.node$/)]);
   });
+});
+
+describe('reproducibility', () => {
+  it('builds the same arm64 bytes twice from the same tree and commit', async () => {
+    // A frozen copy of the tree (others may be editing this one), sharing node_modules and its cache.
+    const copy = join(tmp, 'tree');
+    const skip = new Set(['node_modules', 'dist', '.git']);
+    cpSync(REPO, copy, { recursive: true, filter: (src) => !skip.has(relative(REPO, src).split('/')[0]!) });
+    symlinkSync(join(REPO, 'node_modules'), join(copy, 'node_modules'));
+    const build = async () => {
+      await promisify(execFile)(process.execPath, ['scripts/binary/build.mjs', 'arm64'], { cwd: copy, env: { ...process.env, DEVSTREAMS_COMMIT: 'repro-test' } });
+      const bytes = readFileSync(join(copy, 'dist/devstreams-linux-arm64'));
+      rmSync(join(copy, 'dist'), { recursive: true, force: true }); // the second build starts from nothing too
+      return sha256(bytes);
+    };
+    const first = await build();
+    expect(await build()).toBe(first);
+  }, 300_000);
 });

@@ -141,7 +141,14 @@ async function buildTarget(arch) {
   copyFileSync(join(dir, 'node/bin/node'), exe);
   chmodSync(exe, 0o755);
   run(`${t.triplet}-strip`, [exe]); // 20% smaller; the blob goes in after, so strip never sees it
-  await inject(exe, 'NODE_SEA_BLOB', readFileSync(join(dir, 'sea.blob')), { sentinelFuse: SEA_FUSE });
+  // postject's LIEF warns "Can't find string offset for section name" for each of Node's notes: harmless.
+  const warn = console.warn;
+  console.warn = (...args) => void (String(args[0]).includes("Can't find string offset") || warn(...args));
+  try {
+    await inject(exe, 'NODE_SEA_BLOB', readFileSync(join(dir, 'sea.blob')), { sentinelFuse: SEA_FUSE });
+  } finally {
+    console.warn = warn;
+  }
 
   const output = `dist/devstreams-linux-${arch}`;
   renameSync(exe, output);
@@ -176,7 +183,31 @@ function recordFootprint(entries) {
   writeFileSync(FOOTPRINT, `${JSON.stringify(doc, null, 2)}\n`);
 }
 
+/** Says which Debian packages are missing before anything is built, rather than failing halfway. */
+function preflight(arches) {
+  const missing = [];
+  for (const arch of arches) {
+    const t = TARGETS[arch];
+    if (!t) {
+      process.stderr.write(`build: unknown target ${arch} (one of ${Object.keys(TARGETS).join(', ')})\n`);
+      process.exit(2);
+    }
+    for (const tool of [`${t.triplet}-g++`, `${t.triplet}-strip`, ...(t.qemu ? [t.qemu] : [])]) {
+      try {
+        execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+      } catch {
+        missing.push(tool);
+      }
+    }
+  }
+  if (missing.length) {
+    process.stderr.write(`build: missing ${[...new Set(missing)].join(', ')}: run "make system-deps" (scripts/install-system-deps.sh)\n`);
+    process.exit(69);
+  }
+}
+
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(TARGETS);
+preflight(wanted);
 sources();
 const entries = {};
 for (const arch of wanted) entries[arch] = await buildTarget(arch);
