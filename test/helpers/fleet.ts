@@ -8,7 +8,7 @@ import { formatServiceConnectionString, parseServiceConnectionString } from '../
 import { testLogger } from './stack';
 
 /** An agent config in fleet mode: the hub named by the connection string, the device on a broker. */
-export function fleetAgentYaml(o: { connectionString: string; hubCa: string; brokerUrl: string; passwordFile: string; brokerCa?: string; streamHosts?: string[]; services: Record<string, number> }): string {
+export function fleetAgentYaml(o: { connectionString: string; hubCa: string; brokerUrl: string; passwordFile?: string; brokerCa?: string; cert?: { cert: string; key: string }; streamHosts?: string[]; services: Record<string, number> }): string {
   return [
     'hub:',
     `  connection_string: "${o.connectionString}"`,
@@ -16,8 +16,9 @@ export function fleetAgentYaml(o: { connectionString: string; hubCa: string; bro
     ...(o.streamHosts ? [`  stream_hosts: [${o.streamHosts.map((h) => JSON.stringify(h)).join(', ')}]`] : []),
     'broker:',
     `  url: ${o.brokerUrl}`,
-    `  password_file: ${o.passwordFile}`,
+    ...(o.passwordFile ? [`  password_file: ${o.passwordFile}`] : []),
     ...(o.brokerCa ? [`  ca: ${o.brokerCa}`] : []),
+    ...(o.cert ? [`  cert: ${o.cert.cert}`, `  key: ${o.cert.key}`] : []),
     'services:',
     ...Object.entries(o.services).flatMap(([name, port]) => [`  ${name}:`, `    port: ${port}`]),
     '',

@@ -47,7 +47,7 @@ export interface Mosquitto {
  * Runs Debian's mosquitto (never the system service) with config/mosquitto/mosquitto.conf and acl,
  * rewritten to a temp dir, free loopback ports and no persistence. Users are added before start.
  */
-export async function startMosquitto(users: Record<string, string>, opts: { extraConf?: string; quiet?: boolean; passwordFile?: (file: string) => void; configDir?: string } = {}): Promise<Mosquitto> {
+export async function startMosquitto(users: Record<string, string>, opts: { extraConf?: string | ((dir: string) => string); quiet?: boolean; passwordFile?: (file: string) => void; configDir?: string } = {}): Promise<Mosquitto> {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-mosquitto-'));
   const [devicePort, hubPort] = [await freePort(), await freePort()];
   const ca = createCa('devstreams test broker CA');
@@ -77,7 +77,7 @@ export async function startMosquitto(users: Record<string, string>, opts: { extr
   // As root, mosquitto would drop to the mosquitto user, who cannot read our 0600 temp files.
   const asRoot = process.getuid?.() === 0 ? 'user root\n' : '';
   const logTypes = opts.quiet ? ['error', 'warning'] : ['error', 'warning', 'notice', 'information'];
-  conf = `${asRoot}log_dest stderr\n${logTypes.map((t) => `log_type ${t}\n`).join('')}${conf}\n${opts.extraConf ?? ''}\n`;
+  conf = `${asRoot}log_dest stderr\n${logTypes.map((t) => `log_type ${t}\n`).join('')}${conf}\n${typeof opts.extraConf === 'function' ? opts.extraConf(dir) : (opts.extraConf ?? '')}\n`;
   const confFile = join(dir, 'mosquitto.conf');
   writeFileSync(confFile, conf);
 
