@@ -40,6 +40,8 @@ build_one() {
 	# The unit names the binary where a hand install puts it; the package puts it in /usr/bin.
 	sed 's|/usr/local/bin/devstreams|/usr/bin/devstreams|g' "$UNIT" > "$root/lib/systemd/system/devstreams-agent.service"
 	install -m 0644 packaging/devstreams-firstboot.service "$root/lib/systemd/system/"
+	install -d -m 0755 "$root/lib/systemd/system/devstreams-agent.service.d"
+	install -m 0644 packaging/devstreams-agent-provisioned.conf "$root/lib/systemd/system/devstreams-agent.service.d/provisioned.conf"
 	chmod 0644 "$root/lib/systemd/system/devstreams-agent.service"
 	# Group-readable only; postinst gives it to the devstreams group (which does not exist yet here).
 	install -m 0640 packaging/agent.yaml "$root/etc/devstreams/agent.yaml"

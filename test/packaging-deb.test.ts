@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -53,6 +53,11 @@ describe('the arm64 Debian package', () => {
     const unit = readFileSync(join(root, 'lib/systemd/system/devstreams-agent.service'), 'utf8');
     expect(unit).toMatch(/^ExecStart=\/usr\/bin\/devstreams agent --config \/etc\/devstreams\/agent\.yaml$/m);
     expect(unit).toMatch(/^StateDirectory=devstreams$/m); // where the executable writes its PTY addon
+    // Not started (condition, not failure) until provisioned: the unit's credential file must exist.
+    const dropIn = join(root, 'lib/systemd/system/devstreams-agent.service.d/provisioned.conf');
+    expect(mode(dropIn)).toBe(0o644);
+    expect(readFileSync(dropIn, 'utf8')).toMatch(/^ConditionPathExists=\/etc\/devstreams\/connection-string$/m);
+    expect(unit).toMatch(/^LoadCredential=connection-string:\/etc\/devstreams\/connection-string$/m);
     expect(readFileSync(join(root, 'lib/systemd/system/devstreams-firstboot.service'), 'utf8')).toMatch(/^Before=devstreams-agent\.service$/m);
   });
 
@@ -64,6 +69,8 @@ describe('the arm64 Debian package', () => {
       writeFileSync(join(dir, u), text);
       return join(dir, u);
     });
+    // verify reads drop-ins next to the unit it is given, as systemd would from /lib/systemd/system.
+    cpSync(join(root, 'lib/systemd/system/devstreams-agent.service.d'), join(dir, 'devstreams-agent.service.d'), { recursive: true });
     const r = (() => {
       try {
         return { status: 0, out: execFileSync('systemd-analyze', ['verify', '--man=no', ...units], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
