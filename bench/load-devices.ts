@@ -176,6 +176,8 @@ interface Result {
   accept_ms: Dist;
   first_byte_ms: Dist;
   requests_per_s: number;
+  /** The same, one request at a time before the loaded run. */
+  serial: { requests: number; ok: number; errors: Record<string, number>; accept_ms: Dist; first_byte_ms: Dist };
   hub_rss_mb: number;
   broker: string;
   /** All broker processes together (three for NATS). */
@@ -192,6 +194,60 @@ async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise
       while (next < items.length) await fn(items[next++]!);
     }),
   );
+}
+
+const LATENCY_REQUESTS = 100;
+
+interface Driven {
+  ok: number;
+  errors: Record<string, number>;
+  acceptMs: number[];
+  firstByteMs: number[];
+  driveS: number;
+}
+
+/** `count` stream requests over the online devices, `concurrency` at a time: each sends a ping and waits for its echo. */
+async function drive(client: HubClient, online: SimDevice[], count: number, concurrency: number): Promise<Driven> {
+  const acceptMs: number[] = [];
+  const firstByteMs: number[] = [];
+  const errors: Record<string, number> = {};
+  let ok = 0;
+  const start = performance.now();
+  await pool(
+    Array.from({ length: count }, (_, i) => online[i % online.length]!),
+    concurrency,
+    async (sim) => {
+      const t0 = performance.now();
+      let ws: WebSocket | undefined;
+      try {
+        const accepted = await client.requestStream(sim.id, 'echo');
+        acceptMs.push(performance.now() - t0);
+        ws = await client.openStream(accepted);
+        const echoed = new Promise<void>((res, rej) => {
+          const timer = setTimeout(() => rej(Object.assign(new Error('no echo in 30 s'), { code: 'ENOECHO' })), 30_000);
+          ws!.once('message', () => {
+            clearTimeout(timer);
+            res();
+          });
+          ws!.once('close', () => {
+            clearTimeout(timer);
+            rej(Object.assign(new Error('closed before echo'), { code: 'ECLOSED' }));
+          });
+        });
+        ws.resume();
+        ws.send(PING);
+        await echoed;
+        firstByteMs.push(performance.now() - t0);
+        ok++;
+      } catch (err) {
+        const code = String((err as { code?: unknown }).code ?? 'EUNKNOWN');
+        errors[code] = (errors[code] ?? 0) + 1;
+      } finally {
+        ws?.close(1000);
+      }
+    },
+  );
+  return { ok, errors, acceptMs, firstByteMs, driveS: (performance.now() - start) / 1000 };
 }
 
 interface LoadBroker {
@@ -280,49 +336,14 @@ async function main(): Promise<void> {
       500,
     ).catch((err: Error) => log(err.message));
 
-    log(`${opts.requests} stream requests, ${opts.concurrency} at a time`);
     const online = sims.filter((s) => s.online);
-    const acceptMs: number[] = [];
-    const firstByteMs: number[] = [];
-    const errors: Record<string, number> = {};
-    let ok = 0;
-    const driveStart = performance.now();
-    await pool(
-      Array.from({ length: opts.requests }, (_, i) => online[i % online.length]!),
-      opts.concurrency,
-      async (sim) => {
-        const t0 = performance.now();
-        let ws: WebSocket | undefined;
-        try {
-          const accepted = await client.requestStream(sim.id, 'echo');
-          acceptMs.push(performance.now() - t0);
-          ws = await client.openStream(accepted);
-          const echoed = new Promise<void>((res, rej) => {
-            const timer = setTimeout(() => rej(Object.assign(new Error('no echo in 30 s'), { code: 'ENOECHO' })), 30_000);
-            ws!.once('message', () => {
-              clearTimeout(timer);
-              res();
-            });
-            ws!.once('close', () => {
-              clearTimeout(timer);
-              rej(Object.assign(new Error('closed before echo'), { code: 'ECLOSED' }));
-            });
-          });
-          ws.resume();
-          ws.send(PING);
-          await echoed;
-          firstByteMs.push(performance.now() - t0);
-          ok++;
-        } catch (err) {
-          const code = String((err as { code?: unknown }).code ?? 'EUNKNOWN');
-          errors[code] = (errors[code] ?? 0) + 1;
-        } finally {
-          ws?.close(1000);
-        }
-      },
-    );
-    const driveS = (performance.now() - driveStart) / 1000;
+    // First one at a time (setup latency with no queueing), then many at once (throughput).
+    log(`${LATENCY_REQUESTS} stream requests one at a time`);
+    const serial = await drive(client, online, LATENCY_REQUESTS, 1);
+    log(`${opts.requests} stream requests, ${opts.concurrency} at a time`);
+    const loaded = await drive(client, online, opts.requests, opts.concurrency);
     client.close();
+    const { ok, errors, acceptMs, firstByteMs, driveS } = loaded;
 
     const result: Result = {
       devices: opts.devices,
@@ -338,6 +359,7 @@ async function main(): Promise<void> {
       accept_ms: dist(acceptMs),
       first_byte_ms: dist(firstByteMs),
       requests_per_s: round(ok / driveS, 1),
+      serial: { requests: LATENCY_REQUESTS, ok: serial.ok, errors: serial.errors, accept_ms: dist(serial.acceptMs), first_byte_ms: dist(serial.firstByteMs) },
       hub_rss_mb: round(rssBytes(hub.pid) / 1e6, 1),
       broker: opts.broker,
       broker_rss_mb: round(broker.pids.reduce((sum, pid) => sum + rssBytes(pid), 0) / 1e6, 1),
@@ -350,9 +372,9 @@ async function main(): Promise<void> {
     writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
     process.stdout.write(
       [
-        `| broker | devices | connected | hub sees | ramp | connect p50/p99 | requests ok/total | accept p50/p99 | first byte p50/p99 | req/s | errors |`,
-        `|---|---|---|---|---|---|---|---|---|---|---|`,
-        `| ${opts.broker} | ${opts.devices} | ${connected} | ${hubSees} | ${result.ramp_s} s | ${round(result.connect_ms.p50, 1)}/${round(result.connect_ms.p99, 1)} ms | ${ok}/${opts.requests} | ${round(result.accept_ms.p50, 1)}/${round(result.accept_ms.p99, 1)} ms | ${round(result.first_byte_ms.p50, 1)}/${round(result.first_byte_ms.p99, 1)} ms | ${result.requests_per_s} | ${JSON.stringify(errors)} |`,
+        `| broker | devices | connected | hub sees | ramp | connect p50/p99 | one at a time: first byte p50/p99 | requests ok/total | accept p50/p99 | first byte p50/p99 | req/s | errors |`,
+        `|---|---|---|---|---|---|---|---|---|---|---|---|`,
+        `| ${opts.broker} | ${opts.devices} | ${connected} | ${hubSees} | ${result.ramp_s} s | ${round(result.connect_ms.p50, 1)}/${round(result.connect_ms.p99, 1)} ms | ${round(result.serial.first_byte_ms.p50, 1)}/${round(result.serial.first_byte_ms.p99, 1)} ms | ${ok}/${opts.requests} | ${round(result.accept_ms.p50, 1)}/${round(result.accept_ms.p99, 1)} ms | ${round(result.first_byte_ms.p50, 1)}/${round(result.first_byte_ms.p99, 1)} ms | ${result.requests_per_s} | ${JSON.stringify(errors)} |`,
         `(${file}; hub RSS ${result.hub_rss_mb} MB, ${opts.broker} RSS ${result.broker_rss_mb} MB, load tool RSS ${result.loader_rss_mb} MB)`,
         '',
       ].join('\n'),
