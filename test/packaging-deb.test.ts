@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE } from './helpers/cli';
-import { binaryPath, ensureBinaries, REPO } from './helpers/packaging';
+import { binaryPath, makeBinaries, REPO, withBuildLock } from './helpers/packaging';
 
 /**
  * The arm64 .deb, built the way `make deb` builds it (gzip instead of xz: same contents, seconds
@@ -20,9 +20,17 @@ const deb = join(tmp, `devstreams_${VERSION}_arm64.deb`);
 const mode = (f: string) => statSync(f).mode & 0o7777;
 const sha256 = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 
+let binarySha: string;
+
 beforeAll(async () => {
-  await ensureBinaries(['arm64']);
-  await run('bash', ['packaging/build-deb.sh', 'arm64'], { cwd: REPO, env: { ...process.env, DEVSTREAMS_DEB_OUT: tmp, DEVSTREAMS_DEB_COMPRESSION: 'gzip' } });
+  const buildDeb = (out: string) =>
+    run('bash', ['packaging/build-deb.sh', 'arm64'], { cwd: REPO, env: { ...process.env, DEVSTREAMS_DEB_OUT: out, DEVSTREAMS_DEB_COMPRESSION: 'gzip', SOURCE_DATE_EPOCH: '1700000000' } });
+  await withBuildLock(async () => {
+    await makeBinaries(['arm64']);
+    binarySha = sha256(binaryPath('arm64'));
+    await buildDeb(tmp);
+    await buildDeb(join(tmp, 'again'));
+  });
 }, 600_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -47,7 +55,7 @@ describe('the arm64 Debian package', () => {
     const listing = execFileSync('dpkg-deb', ['-c', deb], { encoding: 'utf8' });
     for (const line of listing.trim().split('\n')) expect(line).toMatch(/^\S+ root\/root /);
     expect(mode(join(root, 'usr/bin/devstreams'))).toBe(0o755);
-    expect(sha256(join(root, 'usr/bin/devstreams'))).toBe(sha256(binaryPath('arm64')));
+    expect(sha256(join(root, 'usr/bin/devstreams'))).toBe(binarySha);
     expect(mode(join(root, 'etc/devstreams/agent.yaml'))).toBe(0o640);
     for (const unit of ['devstreams-agent.service', 'devstreams-firstboot.service']) expect(mode(join(root, 'lib/systemd/system', unit))).toBe(0o644);
     const unit = readFileSync(join(root, 'lib/systemd/system/devstreams-agent.service'), 'utf8');
@@ -81,6 +89,10 @@ describe('the arm64 Debian package', () => {
     })();
     expect(r.out).toBe('');
     expect(r.status).toBe(0);
+  });
+
+  it('is reproducible: built twice, the same bytes', () => {
+    expect(sha256(join(tmp, 'again', `devstreams_${VERSION}_arm64.deb`))).toBe(sha256(deb));
   });
 
   it('is lintian-clean (justified overrides in packaging/debian/lintian-overrides)', async () => {

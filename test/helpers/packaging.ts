@@ -25,11 +25,11 @@ const LOCK = resolve(REPO, 'dist/.binary-build.lock');
 const LOCK_STALE_MS = 15 * 60_000;
 
 /**
- * Brings the executables up to date with `make` (a no-op when nothing changed; ~10 s per target
- * otherwise). Test files run in parallel processes: a lock directory keeps two of them from
- * building the same target into the same work directory at once.
+ * Test files run in parallel processes, and other people's test runs may share this tree: a lock
+ * directory keeps two of them from building into the same work directory (or replacing an
+ * executable another is packaging) at once.
  */
-export async function ensureBinaries(arches: BinaryArch[]): Promise<void> {
+export async function withBuildLock<T>(fn: () => Promise<T>): Promise<T> {
   mkdirSync(resolve(REPO, 'dist'), { recursive: true });
   await until(
     () => {
@@ -49,10 +49,19 @@ export async function ensureBinaries(arches: BinaryArch[]): Promise<void> {
     LOCK_STALE_MS,
   );
   try {
-    await promisify(execFile)('make', ['--no-print-directory', ...arches.map((a) => `dist/devstreams-linux-${a}`)], { cwd: REPO, maxBuffer: 64 << 20 });
+    return await fn();
   } finally {
     rmSync(LOCK, { recursive: true, force: true });
   }
+}
+
+/** `make` for the executables: a no-op when nothing changed, about 10 s per target otherwise. Call inside withBuildLock. */
+export async function makeBinaries(arches: BinaryArch[]): Promise<void> {
+  await promisify(execFile)('make', ['--no-print-directory', ...arches.map((a) => `dist/devstreams-linux-${a}`)], { cwd: REPO, maxBuffer: 64 << 20 });
+}
+
+export function ensureBinaries(arches: BinaryArch[]): Promise<void> {
+  return withBuildLock(() => makeBinaries(arches));
 }
 
 /** Runs an executable of any of our architectures to completion (under qemu-user for ARM). */
