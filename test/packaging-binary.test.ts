@@ -89,21 +89,22 @@ describe.each(ARCHES)('the %s executable', (arch) => {
   });
 });
 
-describe('the arm64 executable as the agent, against the x64 hub', () => {
+describe.each(['arm64', 'armv7'] as const)('the %s executable as the agent, against the x64 hub', (arch) => {
   let stack: Stack;
   let echo: Awaited<ReturnType<typeof startEchoServer>>;
   let agent: ReturnType<typeof spawnBinary>;
-  const nativeDir = join(tmp, 'native');
+  const nativeDir = join(tmp, `native-${arch}`);
+  const device = `pi-${arch}`;
 
   beforeAll(async () => {
     stack = await startStack();
     echo = await startEchoServer();
-    const config = join(tmp, 'agent-arm64.yaml');
+    const config = join(tmp, `agent-${arch}.yaml`);
     writeFileSync(
       config,
       [
         'hub:',
-        `  connection_string: "${stack.deviceConnectionString('pi-arm64')}"`,
+        `  connection_string: "${stack.deviceConnectionString(device)}"`,
         `  ca: ${stack.caFile}`,
         'services:',
         '  echo:',
@@ -114,11 +115,11 @@ describe('the arm64 executable as the agent, against the x64 hub', () => {
         '',
       ].join('\n'),
     );
-    agent = spawnBinary('arm64', ['agent', '--config', config], { DEVSTREAMS_NATIVE_DIR: nativeDir });
+    agent = spawnBinary(arch, ['agent', '--config', config], { DEVSTREAMS_NATIVE_DIR: nativeDir });
     // Listening once it refuses a service it does not offer (the hub says "offline" until it subscribed).
     await until(
-      async () => isDevstreamsError(await stack.client.requestStream('pi-arm64', 'probe-not-offered').catch((e: unknown) => e), 'EDEVICE_REFUSED'),
-      `the arm64 agent to listen (output: ${agent.lines.slice(-5).join(' | ')})`,
+      async () => isDevstreamsError(await stack.client.requestStream(device, 'probe-not-offered').catch((e: unknown) => e), 'EDEVICE_REFUSED'),
+      `the ${arch} agent to listen (output: ${agent.lines.slice(-5).join(' | ')})`,
       90_000,
     );
   }, 120_000);
@@ -129,7 +130,7 @@ describe('the arm64 executable as the agent, against the x64 hub', () => {
   });
 
   it('carries a TCP stream byte for byte', async () => {
-    const port = (await stack.connect('pi-arm64', 'echo')).address.port;
+    const port = (await stack.connect(device, 'echo')).address.port;
     const payload = random(1_000_000);
     const back = await roundTrip(port, payload);
     expect(back.length).toBe(payload.length);
@@ -137,7 +138,7 @@ describe('the arm64 executable as the agent, against the x64 hub', () => {
   });
 
   it('runs a shell in a PTY, loading the addon it carries from DEVSTREAMS_NATIVE_DIR', async () => {
-    const ws = await stack.client.openStream(await stack.client.requestStream('pi-arm64', 'shell'));
+    const ws = await stack.client.openStream(await stack.client.requestStream(device, 'shell'));
     let out = '';
     let exit: Record<string, unknown> | undefined;
     ws.on('message', (data, isBinary) => {
