@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../core/log';
 import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
 import { Hub } from '../hub/hub';
 import { Connect } from '../service/connect';
+import { runShell } from '../service/shell';
 import { HubClient } from '../service/hub-client';
 import { DevstreamsError, formatDeviceConnectionString, formatServiceConnectionString, isDevstreamsError, parseServiceConnectionString } from '../wire';
 import { EXIT } from './exit-codes';

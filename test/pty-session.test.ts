@@ -146,6 +146,18 @@ describe('PTY service through hub and agent', () => {
     }
   });
 
+  it("delivers the shell's last output before its exit (end of input by Ctrl-D)", async () => {
+    // Without the agent holding the terminal's slave side open, the master often saw end-of-file
+    // before the last output of a shell that just exited (measured: 24 of 60 sessions like these).
+    for (let i = 0; i < 8; i++) {
+      const t = await openTerm(stack);
+      t.type('seq 1 20000; echo last=$((3*3))');
+      t.type('\n\x04');
+      expect(await t.exit).toEqual({ code: 0, signal: null });
+      expect(t.output()).toMatch(/\r\n19999\r\n20000\r\nlast=9\r\n/);
+    }
+  });
+
   it('ignores malformed and unknown control messages; they never reach the shell', async () => {
     const t = await openTerm(stack);
     t.ws.send('this is not json');
