@@ -186,6 +186,17 @@ describe('PTY service through hub and agent', () => {
     expect(alive(stubborn)).toBe(false);
   });
 
+  it('hangs the terminal up at once when the service side closes normally', async () => {
+    const t = await openTerm(stack);
+    t.type('echo "sid=$$ ready"; sleep 1000\n');
+    const sid = Number((await t.expect(/sid=(\d+) ready/))[1]);
+    await until(() => aliveInSession(sid).length >= 2, 'the shell and its sleep');
+    t.ws.close(1000);
+    // Well before the tunnel's 30 s linger: the hang-up, not a timer, ends the session.
+    await until(() => aliveInSession(sid).length === 0, 'every process of the session to end', 10_000);
+    expect((await t.closed).code).toBe(1000);
+  });
+
   it('enforces max_sessions, and admits again once a session ended', async () => {
     const first = await openTerm(stack, 'single');
     first.type('echo one=$((1))\n');

@@ -75,6 +75,12 @@ export class PtyStream extends Duplex {
     }
   }
 
+  /** The service side ended its input (a normal close): the terminal is hung up, as a modem would. */
+  override _final(cb: (err?: Error | null) => void): void {
+    this.emit('hangup');
+    cb();
+  }
+
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.releaseSlave();
     cb(err);

@@ -135,6 +135,13 @@ export class PtyStreamSession {
     const cfg = this.service.pty;
     const sid = pty.pid; // forkpty makes the child a session leader: its pid is the session id
     log.info({ pid: sid, user: plan.user.name }, 'shell started');
+    if (plan.user.uid === 0 && !cfg.user) log.warn('the shell runs as root: set pty.user to run it as someone else');
+    // A normal close from the service side ends only our input; the shell would run on until the
+    // tunnel's linger timer. Hang the terminal up at once instead.
+    let hangup: Promise<unknown> = Promise.resolve();
+    pty.once('hangup', () => {
+      if (!pty.exit) hangup = endSession(sid);
+    });
     let idleTimer: NodeJS.Timeout | undefined;
     const armIdle = (): void => {
       if (!cfg.idle_timeout) return;
@@ -171,6 +178,7 @@ export class PtyStreamSession {
     clearTimeout(idleTimer);
     clearTimeout(maxTimer);
     // Whoever ended it, nothing of the session outlives the stream (background jobs included).
+    await hangup;
     const ended = await endSession(sid);
     if (ended.left.length) log.error({ pids: ended.left }, 'processes of the session survived SIGKILL');
     pty.destroy();
