@@ -11,8 +11,8 @@
 // from the same Node version and pointer width), strip a copy of node and inject the blob (postject).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { inject } from 'postject';
@@ -33,8 +33,15 @@ function fetchTarball({ spec, integrity }) {
   const [name, version] = spec.split(/@(?=[^@]+$)/);
   const file = join(CACHE, `${name.replace(/^@/, '').replace('/', '-')}-${version}.tgz`);
   if (!existsSync(file)) {
+    // Into a private directory, then renamed: `make -j binary` runs one of us per target.
     mkdirSync(CACHE, { recursive: true });
-    run('npm', ['pack', spec, '--pack-destination', CACHE, '--prefer-offline', '--silent', '--ignore-scripts']);
+    const tmp = mkdtempSync(join(CACHE, '.pack-'));
+    try {
+      run('npm', ['pack', spec, '--pack-destination', tmp, '--prefer-offline', '--silent', '--ignore-scripts']);
+      renameSync(join(tmp, basename(file)), file);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   }
   const [algo, want] = integrity.split('-');
   const got = createHash(algo).update(readFileSync(file)).digest('base64');
@@ -48,13 +55,11 @@ function extract(tarball, into, members) {
   run('tar', ['-xzf', tarball, '-C', into, '--strip-components=1', ...members.map((m) => `package/${m}`)]);
 }
 
-function sources() {
-  const dir = join(WORK, 'src');
-  if (!existsSync(join(dir, 'node-pty/src/unix/pty.cc'))) {
-    extract(fetchTarball(SOURCE_PACKAGES.nodePty), join(dir, 'node-pty'), ['src/unix', 'LICENSE', 'package.json']);
-    extract(fetchTarball(SOURCE_PACKAGES.nodeAddonApi), join(dir, 'node-addon-api'), ['napi.h', 'napi-inl.h', 'napi-inl.deprecated.h', 'LICENSE.md']);
-  }
-  return dir;
+/** node-pty's and node-addon-api's sources, per target (so parallel builds never share a directory). */
+function sources(arch) {
+  const dir = join(WORK, arch, 'src');
+  extract(fetchTarball(SOURCE_PACKAGES.nodePty), join(dir, 'node-pty'), ['src/unix', 'LICENSE', 'package.json']);
+  extract(fetchTarball(SOURCE_PACKAGES.nodeAddonApi), join(dir, 'node-addon-api'), ['napi.h', 'napi-inl.h', 'napi-inl.deprecated.h', 'LICENSE.md']);
 }
 
 /**
@@ -74,8 +79,8 @@ function compileAddon(arch, t) {
     '-shared', '-fPIC', '-pthread', '-O2', '-Wall', '-Wno-unused-parameter', '-D_FORTIFY_SOURCE=2', '-std=gnu++17',
     '-fexceptions', '-DNAPI_CPP_EXCEPTIONS', '-DNODE_GYP_MODULE_NAME=pty', '-DBUILDING_NODE_EXTENSION',
     '-D_LARGEFILE_SOURCE', '-D_FILE_OFFSET_BITS=64',
-    '-include', symver, '-I', 'src/node-addon-api', '-I', join(arch, 'node/include/node'),
-    'src/node-pty/src/unix/pty.cc', '-o', out, '-Wl,-soname=pty.node',
+    '-include', symver, '-I', join(arch, 'src/node-addon-api'), '-I', join(arch, 'node/include/node'),
+    join(arch, 'src/node-pty/src/unix/pty.cc'), '-o', out, '-Wl,-soname=pty.node',
     // The pinned forkpty/openpty live in libutil.so.1 before glibc 2.34: it must be a NEEDED entry.
     '-Wl,--no-as-needed', '-l:libutil.so.1', '-Wl,--as-needed',
   ], { cwd: WORK });
@@ -125,6 +130,7 @@ async function buildTarget(arch) {
   const dir = join(WORK, arch);
   mkdirSync(dir, { recursive: true });
   extract(fetchTarball(NODE_PACKAGES[arch]), join(dir, 'node'), ['bin/node', 'include/node']);
+  sources(arch);
   const nodeVersion = targetNode(t, ['--version'], dir).toString().trim();
 
   const addon = compileAddon(arch, t);
@@ -180,7 +186,10 @@ function recordFootprint(entries) {
   doc.measured_at = new Date().toISOString();
   doc.host = `${process.platform}-${process.arch}`;
   mkdirSync(dirname(FOOTPRINT), { recursive: true });
-  writeFileSync(FOOTPRINT, `${JSON.stringify(doc, null, 2)}\n`);
+  const tmp = `${FOOTPRINT}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`);
+  renameSync(tmp, FOOTPRINT); // readers (the benchmarks) never see half a file
+
 }
 
 /** Says which Debian packages are missing before anything is built, rather than failing halfway. */
@@ -208,7 +217,6 @@ function preflight(arches) {
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(TARGETS);
 preflight(wanted);
-sources();
 const entries = {};
 for (const arch of wanted) entries[arch] = await buildTarget(arch);
 recordFootprint(entries);
