@@ -2,13 +2,13 @@ import type { IPty, IPtyForkOptions } from '@lydell/node-pty';
 import { DevstreamsError } from '../../wire';
 
 /**
- * The one place that loads the PTY addon. Everything else asks `loadPty()` for the node-pty API, so
- * a single executable (issue 7) only has to change this file to load an addon it carries itself.
+ * The one place that loads the PTY addon. Everything else asks `loadPty()` for the node-pty API.
  *
  * We use `@lydell/node-pty` (node-pty 1.1.0's sources with N-API prebuilds shipped as npm packages
  * per platform: linux-x64, linux-arm64): installing it compiles nothing and needs no install
- * script, which this machine's npm does not run by default. There is no armv7 prebuild; node-pty
- * 1.1.0 cross-compiled for armhf has the same native API and can be loaded from here instead.
+ * script, which this machine's npm does not run by default. The single executables (`make binary`)
+ * bundle this same import and swap only @lydell/node-pty's `requireBinary` for the addon they carry
+ * (node-pty 1.1.0 cross-compiled per architecture, armhf included): see ./embedded-addon.ts.
  *
  * Loaded lazily, so commands that never open a PTY (hub, connect) work where the addon is missing.
  */
