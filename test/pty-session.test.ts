@@ -1,4 +1,9 @@
 import { execFileSync } from 'node:child_process';
+import { userInfo } from 'node:os';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { Agent } from '../agent/agent';
+import { parseAgentConfig } from '../agent/config';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { decodeControl, encodeControl, isDevstreamsError } from '../wire';
@@ -221,5 +226,39 @@ describe('PTY service through hub and agent', () => {
     const closed = await t.closed;
     expect(closed.code).toBe(4004);
     expect(closed.reason).toMatch(/idle for 1s/);
+  });
+});
+
+describe('PTY audit lines', () => {
+  it('writes one audit line per session with the user and the exit status', async () => {
+    const stack = await startStack();
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const yaml = `hub:\n  connection_string: "${stack.deviceConnectionString('pi-audit')}"\n  ca: ${stack.caFile}\nservices:\n  shell:\n    pty:\n      command: /bin/sh\n`;
+    const { config, problems } = parseAgentConfig(yaml, 'audit.yaml', {});
+    expect(problems).toEqual([]);
+    const agent = new Agent(config!, pino({ level: 'info' }, sink), { env: {} });
+    try {
+      await agent.start();
+      await until(() => agent.connected, 'the agent to connect');
+      const ws = await stack.client.openStream(await stack.client.requestStream('pi-audit', 'shell'));
+      ws.resume();
+      ws.send(Buffer.from('exit 7\n'), { binary: true });
+      await new Promise((r) => ws.on('close', r));
+      await until(() => lines.some((l) => l.audit === 'stream'), 'the audit line');
+      const audit = lines.filter((l) => l.audit === 'stream');
+      expect(audit).toHaveLength(1);
+      expect(audit[0]).toMatchObject({ service: 'shell', target: 'pty:/bin/sh', outcome: 'closed', user: userInfo().username, exit_code: 7, exit_signal: null });
+      // Never the stream's bytes: what was typed does not appear in any log line.
+      expect(JSON.stringify(lines)).not.toContain('exit 7');
+    } finally {
+      await agent.stop();
+      await stack.stop();
+    }
   });
 });
