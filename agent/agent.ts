@@ -28,6 +28,8 @@ export const STOP_DEADLINE_MS = 10_000;
 export class Agent {
   private control?: ControlChannel;
   private readonly sessions = new Set<TcpStreamSession | PtyStreamSession>();
+  /** Each open session's whole life (run, audit, release), so stop() can wait on them, not poll. */
+  private readonly running = new Set<Promise<void>>();
   private allowedHosts: HostPattern[];
   private streamsTotal = 0;
   private stopping = false;
@@ -193,7 +195,7 @@ export class Agent {
     const statsKey = this.stats.opened({ request_id: req.requestId, service: req.streamName, target: session.targetName });
     log.info({ target: session.targetName, open: this.sessions.size, total: this.streamsTotal }, 'stream accepted');
     let bytes = { to: 0, from: 0 };
-    session
+    const done: Promise<void> = session
       .run()
       .then((r) => {
         bytes = { to: r.bytes_to_target, from: r.bytes_from_target };
@@ -204,8 +206,10 @@ export class Agent {
         timer.stop();
         slot.release();
         this.sessions.delete(session);
+        this.running.delete(done);
         this.stats.closed(statsKey, bytes.to, bytes.from);
       });
+    this.running.add(done);
   }
 
   /**
@@ -230,8 +234,12 @@ export class Agent {
     const stoppingSent = this.notify.stopping();
     this.telemetry?.stop();
     for (const s of this.sessions) s.close(CLOSE.GOING_AWAY, 'agent shutting down');
-    const deadline = Date.now() + STOP_DEADLINE_MS;
-    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.running]),
+      new Promise((r) => (deadline = setTimeout(r, STOP_DEADLINE_MS))),
+    ]);
+    clearTimeout(deadline);
     try {
       await this.control?.stop();
     } catch (err) {
