@@ -132,6 +132,7 @@ export class ExternalBroker extends EventEmitter<BrokerEvents> implements Contro
       if (this.client !== client) return;
       if (this.connected) log.warn({ broker: this.opts.url }, 'broker connection lost');
       this.connected = false;
+      this.forgetOnline();
       client.removeAllListeners('message');
       client.end(true);
       this.scheduleReconnect();
@@ -169,6 +170,19 @@ export class ExternalBroker extends EventEmitter<BrokerEvents> implements Contro
       this.emit('stream-response', msg.deviceId, status, requestId, payload);
     } catch (err) {
       this.opts.log.warn({ device: msg.deviceId, err: (err as Error).message }, 'ignored malformed stream response');
+    }
+  }
+
+  /**
+   * Without the broker nothing is known: every device counts as offline until the retained status
+   * (or, after a broker restart that lost it, the device's own announcement) says otherwise. Keeping
+   * the old state would send requests to devices that have not resubscribed yet.
+   */
+  private forgetOnline(): void {
+    for (const [id, online] of this.status) {
+      if (!online) continue;
+      this.status.set(id, false);
+      this.emit('offline', id);
     }
   }
 

@@ -38,6 +38,8 @@ export interface Mosquitto {
   log: string[];
   /** Adds (or changes) a user in the password file; call reload() for a running broker to see it. */
   addUser: (name: string, password: string) => void;
+  /** SIGKILL (a crash: no wills, no goodbyes) and start again on the same ports and files. */
+  restart: () => Promise<void>;
   /** SIGHUP: mosquitto rereads the password file and the ACL. */
   reload: () => void;
   stop: () => Promise<void>;
@@ -81,47 +83,62 @@ export async function startMosquitto(users: Record<string, string>, opts: { extr
   const confFile = join(dir, 'mosquitto.conf');
   writeFileSync(confFile, conf);
 
-  const proc = spawn('mosquitto', ['-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
-  const ready = new Promise<void>((resolveReady, reject) => {
-    const onData = (chunk: Buffer): void => {
-      for (const line of chunk.toString().split('\n')) {
-        if (!line) continue;
-        log.push(line);
-        if (process.env.TEST_LOG) process.stderr.write(`[mosquitto] ${line}\n`);
-        if (/mosquitto version .* running/.test(line)) resolveReady();
-      }
-    };
-    proc.stderr!.on('data', onData);
-    proc.stdout!.on('data', onData);
-    proc.once('exit', (code) => reject(new Error(`mosquitto exited (${code}) before it was ready:\n${log.join('\n')}`)));
-    // Quiet (no notices): ready when the hub listener, opened last, accepts.
-    if (opts.quiet) void acceptsOn(hubPort).then(resolveReady);
-  });
-  const timer = setTimeout(() => proc.kill('SIGTERM'), 20_000);
-  try {
-    await ready;
-  } finally {
-    clearTimeout(timer);
-  }
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  /** Spawns mosquitto on the config above and waits until it is ready. */
+  const launch = async (): Promise<{ proc: ChildProcess; exited: Promise<void> }> => {
+    const proc = spawn('mosquitto', ['-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    const ready = new Promise<void>((resolveReady, reject) => {
+      const onData = (chunk: Buffer): void => {
+        for (const line of chunk.toString().split('\n')) {
+          if (!line) continue;
+          log.push(line);
+          if (process.env.TEST_LOG) process.stderr.write(`[mosquitto] ${line}\n`);
+          if (/mosquitto version .* running/.test(line)) resolveReady();
+        }
+      };
+      proc.stderr!.on('data', onData);
+      proc.stdout!.on('data', onData);
+      proc.once('exit', (code) => reject(new Error(`mosquitto exited (${code}) before it was ready:\n${log.join('\n')}`)));
+      // Quiet (no notices): ready when the hub listener, opened last, accepts.
+      if (opts.quiet) void acceptsOn(hubPort).then(resolveReady);
+    });
+    const timer = setTimeout(() => proc.kill('SIGTERM'), 20_000);
+    try {
+      await ready;
+    } finally {
+      clearTimeout(timer);
+    }
+    return { proc, exited };
+  };
+  let current = await launch();
+  const halt = async (signal: NodeJS.Signals): Promise<void> => {
+    const { proc, exited } = current;
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill(signal);
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+  };
   return {
     dir,
     devicePort,
     hubPort,
     caFile,
     caPem: Buffer.from(ca.certPem),
-    proc,
+    get proc() {
+      return current.proc;
+    },
     log,
     addUser,
-    reload: () => proc.kill('SIGHUP'),
+    reload: () => current.proc.kill('SIGHUP'),
+    async restart() {
+      await halt('SIGKILL');
+      current = await launch();
+    },
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(t);
-      }
+      await halt('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
     },
   };
