@@ -16,8 +16,10 @@ import { currentUser, findSetpriv, isDirectory, lookupUser, type UserEntry } fro
 export const DEFAULT_TERM = 'xterm-256color';
 export const DEFAULT_COLS = 80;
 export const DEFAULT_ROWS = 24;
-/** A terminal larger than this is a malformed resize, not a screen. */
-const MAX_TERMINAL_CELLS = 10_000;
+/** A side longer than this is a malformed resize, not a screen (a 4K monitor at a tiny font is ~700 columns). */
+const MAX_TERMINAL_SIDE = 4096;
+/** Malformed control messages logged per session; the rest are only counted. */
+const BAD_CONTROL_LOGGED = 3;
 const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const USER_PATH = '/usr/local/bin:/usr/bin:/bin';
 
@@ -152,6 +154,7 @@ export class PtyStreamSession {
       ? setTimeout(() => this.tunnel?.close(CLOSE.LIMIT, `session reached max_duration ${formatDurationMs(cfg.max_duration!)}`), cfg.max_duration)
       : undefined;
     armIdle();
+    let badControl = 0;
     this.tunnel = startTunnel(pty, ws, {
       halfClose: false,
       onActivity: () => {
@@ -159,11 +162,16 @@ export class PtyStreamSession {
         this.ctx.onActivity?.();
       },
       onControl: (msg, raw) => {
-        if (!msg) return log.warn({ length: raw.length }, 'malformed control message ignored');
+        if (!msg) {
+          // A peer can send these in a loop: the first few are logged, the rest counted.
+          if (++badControl <= BAD_CONTROL_LOGGED) log.warn({ length: raw.length }, 'malformed control message ignored');
+          return;
+        }
         if (msg.type !== 'resize') return log.debug({ type: msg.type.slice(0, 32) }, 'unknown control message ignored');
         const { cols, rows } = msg;
-        if (!Number.isInteger(cols) || !Number.isInteger(rows) || (cols as number) < 1 || (rows as number) < 1 || (cols as number) * (rows as number) > MAX_TERMINAL_CELLS) {
-          return log.warn({ cols: String(cols).slice(0, 16), rows: String(rows).slice(0, 16) }, 'bad resize ignored');
+        if (!Number.isInteger(cols) || !Number.isInteger(rows) || (cols as number) < 1 || (rows as number) < 1 || (cols as number) > MAX_TERMINAL_SIDE || (rows as number) > MAX_TERMINAL_SIDE) {
+          if (++badControl <= BAD_CONTROL_LOGGED) log.warn({ cols: String(cols).slice(0, 16), rows: String(rows).slice(0, 16) }, 'bad resize ignored');
+          return;
         }
         try {
           pty.resize(cols as number, rows as number);
@@ -188,7 +196,7 @@ export class PtyStreamSession {
       ? `error: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`
       : `${r.endedBy} closed${r.closeReason ? `: ${r.closeReason}` : ''} (${r.closeCode}), ${how}`;
     log.info(
-      { bytes_to_target: r.bytesIn, bytes_from_target: r.bytesOut, exit_code: exit?.code, exit_signal: exit?.signal },
+      { bytes_to_target: r.bytesIn, bytes_from_target: r.bytesOut, exit_code: exit?.code, exit_signal: exit?.signal, ...(badControl ? { bad_control_messages: badControl } : {}) },
       `shell session closed: ${reason}, sent ${formatBytes(r.bytesOut)} received ${formatBytes(r.bytesIn)}`,
     );
     return {
