@@ -135,6 +135,16 @@ describe('devstreams shell (the CLI)', () => {
     expect(readFileSync(after, 'utf8')).toBe(readFileSync(before, 'utf8'));
   });
 
+  it('restores the terminal and exits 128+15 when the client gets SIGTERM', async () => {
+    const { session, before, after } = startClient(80, 24);
+    await waitScreen(session, /^remote\$/m);
+    const wrapper = tmux('display-message', '-p', '-t', session, '#{pane_pid}').trim();
+    const client = execFileSync('pgrep', ['-P', wrapper], { encoding: 'utf8' }).trim().split('\n')[0]!;
+    process.kill(Number(client), 'SIGTERM');
+    expect(await waitExit(session, after)).toBe(143);
+    expect(readFileSync(after, 'utf8')).toBe(readFileSync(before, 'utf8'));
+  });
+
   it('works in a pipe: output on stdout, the remote exit status as its own', async () => {
     const r = await runPiped(stack, ['pi-001'], 'echo piped=$((2+3))\nexit 4\n');
     expect(r.stdout).toMatch(/piped=5\r?\n/);
