@@ -92,7 +92,8 @@ async function main(): Promise<void> {
   }
   const Q = opts.quick;
   const cfg = {
-    iperfSeconds: Q ? 2 : 5,
+    iperfSeconds: Q ? 2 : 3,
+    iperfRounds: Q ? 1 : 3,
     pings: Q ? 300 : 2000,
     setupSequential: Q ? 50 : 300,
     setupParallel: 100,
@@ -157,45 +158,58 @@ async function main(): Promise<void> {
     // ---- throughput and CPU ----
     const hubPid = stack.hub.pid;
     const connectPid = iperfC.proc.pid;
-    const socatHop = socatIperf.lastHop.pid;
-    const socatHopCpu = async (): Promise<number> => {
-      // Its fork children do the work; their CPU counts once socat has reaped them.
-      await waitFor(() => childPids(socatHop).length === 0, 'socat children to exit', 10_000);
-      return cpuSeconds(socatHop, { children: true });
+    // socat's `fork` children do the work; their CPU counts in the parent once it has reaped them.
+    // procs[0] is the agent's hop (TLS in, TCP out), [1] the hub's, [2] connect's.
+    const socatHopsCpu = async (): Promise<number[]> => {
+      for (const p of socatIperf.procs) await waitFor(() => childPids(p.pid).length === 0, 'socat children to exit', 10_000);
+      return socatIperf.procs.map((p) => cpuSeconds(p.pid, { children: true }));
     };
     const throughput: BenchResults['throughput'] = { upload: { direct: 0, socat: 0, tunnel: 0 }, download: { direct: 0, socat: 0, tunnel: 0 } };
     let tunnelBytes = 0;
     let socatBytes = 0;
+    const throughputRuns: BenchResults['throughputRuns'] = { upload: { socat: [], tunnel: [] }, download: { socat: [], tunnel: [] } };
     const tunnelCpu = { agent: 0, hub: 0, connect: 0 };
-    let socatCpu = 0;
+    const socatCpu = [0, 0, 0];
     // Warm-up, not measured: the daemons' code is compiled as it runs (JIT); socat's is not.
     for (const reverse of [false, true]) {
       await iperf(iperfC.port, 1, reverse);
       await iperf(socatIperf.port, 1, reverse);
     }
+    // Alternating rounds, median per path: a burst of other work on the machine hits both paths.
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     for (const direction of ['upload', 'download'] as const) {
       const reverse = direction === 'download';
-      say(`throughput ${direction} (service → device is upload)`);
+      say(`throughput ${direction} (service → device is upload), ${cfg.iperfRounds} rounds of ${cfg.iperfSeconds} s`);
       throughput[direction].direct = (await iperf(iperfPort, cfg.iperfSeconds, reverse)).mbPerS;
-      const s0 = await socatHopCpu();
-      const viaSocat = await iperf(socatIperf.port, cfg.iperfSeconds, reverse);
-      socatCpu += (await socatHopCpu()) - s0;
-      socatBytes += viaSocat.bytes;
-      throughput[direction].socat = viaSocat.mbPerS;
-      const t = await measureCpu({ agent: () => cpuSeconds(agentPid), hub: () => cpuSeconds(hubPid), connect: () => cpuSeconds(connectPid) }, () =>
-        iperf(iperfC.port, cfg.iperfSeconds, reverse),
-      );
-      throughput[direction].tunnel = t.result.mbPerS;
-      tunnelBytes += t.result.bytes;
-      for (const k of Object.keys(tunnelCpu) as Array<keyof typeof tunnelCpu>) tunnelCpu[k] += t.cpu[k]!;
-      say(`  direct ${throughput[direction].direct} MB/s, socat chain ${throughput[direction].socat} MB/s, devstreams ${throughput[direction].tunnel} MB/s`);
+      const socatRuns: number[] = [];
+      const tunnelRuns: number[] = [];
+      for (let round = 0; round < cfg.iperfRounds; round++) {
+        const s0 = await socatHopsCpu();
+        const viaSocat = await iperf(socatIperf.port, cfg.iperfSeconds, reverse);
+        const s1 = await socatHopsCpu();
+        s1.forEach((v, i) => (socatCpu[i]! += v - s0[i]!));
+        socatBytes += viaSocat.bytes;
+        socatRuns.push(viaSocat.mbPerS);
+        const t = await measureCpu({ agent: () => cpuSeconds(agentPid), hub: () => cpuSeconds(hubPid), connect: () => cpuSeconds(connectPid) }, () =>
+          iperf(iperfC.port, cfg.iperfSeconds, reverse),
+        );
+        tunnelRuns.push(t.result.mbPerS);
+        tunnelBytes += t.result.bytes;
+        for (const k of Object.keys(tunnelCpu) as Array<keyof typeof tunnelCpu>) tunnelCpu[k] += t.cpu[k]!;
+      }
+      throughput[direction].socat = median(socatRuns);
+      throughput[direction].tunnel = median(tunnelRuns);
+      throughputRuns[direction] = { socat: socatRuns, tunnel: tunnelRuns };
+      say(`  direct ${throughput[direction].direct} MB/s, socat chain ${socatRuns.join(' / ')} MB/s, devstreams ${tunnelRuns.join(' / ')} MB/s`);
     }
     const perGiB = (sec: number, bytes: number): number => round(sec / (bytes / GiB), 2);
     const cpu: BenchResults['cpu'] = {
       agentSecPerGiB: perGiB(tunnelCpu.agent, tunnelBytes),
       hubSecPerGiB: perGiB(tunnelCpu.hub, tunnelBytes),
       connectSecPerGiB: perGiB(tunnelCpu.connect, tunnelBytes),
-      socatHopSecPerGiB: perGiB(socatCpu, socatBytes),
+      socatHopSecPerGiB: perGiB(socatCpu[0]!, socatBytes),
+      socatHubHopSecPerGiB: perGiB(socatCpu[1]!, socatBytes),
+      socatConnectHopSecPerGiB: perGiB(socatCpu[2]!, socatBytes),
       tunnelGiB: round(tunnelBytes / GiB, 2),
       socatGiB: round(socatBytes / GiB, 2),
     };
@@ -261,6 +275,7 @@ async function main(): Promise<void> {
     const openSeconds = (nowMs() - tOpen) / 1000;
     await sleep(500);
     const rss1000 = rssBytes(agentPid);
+    const agentActiveAtAll = await stack.agentMetric('devstreams_streams_active');
     const hubRss1000 = rssBytes(hubPid);
     const connectRss1000 = rssBytes(echoC.proc.pid);
     await closeAll(held);
@@ -293,6 +308,7 @@ async function main(): Promise<void> {
 
     await sleep(2000);
     const rssAfterRun = rssBytes(agentPid);
+    const agentActiveAfterRun = await stack.agentMetric('devstreams_streams_active');
 
     // ---- footprint ----
     const footprint: BenchResults['footprint'] = { bundleBytes: statSync(opts.bundle).size, executables: {} };
@@ -313,6 +329,7 @@ async function main(): Promise<void> {
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', kernel: release(), node: process.version, loadBefore: loadBefore.map((v) => round(v, 2)), loadAfter: [] },
       config: cfg,
       throughput,
+      throughputRuns,
       rtt,
       setup,
       concurrency: {
@@ -321,6 +338,7 @@ async function main(): Promise<void> {
         failed: concurrentFailed,
         openSeconds: round(openSeconds, 2),
         agentRss: { at0: rss0, at100: rss100, atAll: rss1000 },
+        agentActiveAtAll,
         hubRssAtAll: hubRss1000,
         connectRssAtAll: connectRss1000,
         newStreamsPerS: round(rate.completed / rate.seconds, 1),
@@ -332,6 +350,7 @@ async function main(): Promise<void> {
         nodeFloorRss,
         ...(seaIdleRss ? { seaAgentIdleRss: seaIdleRss } : {}),
         agentRssAfterRun: rssAfterRun,
+        agentActiveAfterRun,
         floodBytes: cfg.floodBytes,
         stallSeconds: cfg.stallSeconds,
         rssBeforeFlood,

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Proc, freePort, run, waitFor } from './procs';
@@ -15,6 +16,8 @@ export interface CliStack {
   connect(service: string): Promise<{ proc: Proc; port: number }>;
   /** Another agent, for another device, run by `command` (a single executable); logs to agent-<device>.log. */
   startAgent(command: string, deviceId: string): Promise<Proc>;
+  /** One gauge or counter from the agent's Prometheus endpoint (NaN when it cannot be read). */
+  agentMetric(name: string): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -41,15 +44,18 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
     const services = Object.entries(opts.services)
       .map(([name, port]) => `  ${name}:\n    port: ${port}\n`)
       .join('');
-    const writeConfig = (file: string, cs: string): void =>
-      // Limits raised so 1,000 concurrent streams on one service are allowed; telemetry off (noise).
+    const writeConfig = (file: string, cs: string, metricsPort?: number): void =>
+      // Limits raised so 1,000 concurrent streams on one service are allowed; telemetry off (noise);
+      // metrics on, so the agent itself says how many streams it holds.
       writeFileSync(
         file,
-        `hub:\n  connection_string: "${cs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\ntelemetry:\n  interval_s: 0\n`,
+        `hub:\n  connection_string: "${cs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\ntelemetry:\n  interval_s: 0\n` +
+          (metricsPort ? `metrics_listen: 127.0.0.1:${metricsPort}\n` : ''),
         { mode: 0o600 },
       );
+    const metricsPort = await freePort();
     const configFile = join(dir, 'agent.yaml');
-    writeConfig(configFile, deviceCs);
+    writeConfig(configFile, deviceCs, metricsPort);
     const agent = new Proc('agent', NODE, [bundle, 'agent', '-c', configFile], { logFile: join(dir, 'agent.log') });
     procs.push(agent);
     const startAgent = async (command: string, deviceId: string): Promise<Proc> => {
@@ -77,6 +83,7 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
       agent,
       connect,
       startAgent,
+      agentMetric: (name) => scrape(metricsPort, name),
       async stop() {
         for (const p of procs.reverse()) await p.stop();
       },
@@ -140,4 +147,20 @@ export async function startSocatChain(opts: { dir: string; dataDir: string; targ
       for (const p of procs) await p.stop();
     },
   };
+}
+
+function scrape(port: number, name: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = httpGet({ host: '127.0.0.1', port, path: '/metrics', timeout: 5000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (s: string) => (text += s));
+      res.on('end', () => {
+        const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+        resolve(m ? Number(m[1]) : NaN);
+      });
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(NaN));
+  });
 }

@@ -76,6 +76,9 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
 
   const closeWs = (code: number, reason: string): void => {
     if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, closeReason(reason));
+    // Paused for the local side's drain, the WebSocket would never read the peer's close frame and
+    // ws would hold it for its 30 s close timeout. Frames still in flight go to the local side.
+    if (ws.isPaused && ws.readyState === WebSocket.CLOSING) ws.resume();
   };
 
   const settle = (): void => {
