@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import type { BrokerEndpoint } from '../core/broker-endpoint';
-import { DEFAULT_DEVICE_TOPIC_ROOT, topicRootTemplateProblem } from '../wire';
+import { DEFAULT_DEVICE_TOPIC_ROOT, deviceTopicRoot, topicRootTemplateProblem } from '../wire';
 
 /**
  * `broker:` in the agent config (fleet mode, docs/scaling.md): the device connects to an external
@@ -33,7 +33,7 @@ export type BrokerSettings = BrokerEndpoint & { topicRoot: string };
 type Key = keyof BrokerSection;
 
 /** Reads the files the section names; reports each problem against its key. */
-export function loadBrokerSettings(section: BrokerSection, problem: (key: Key, message: string) => void): BrokerSettings | undefined {
+export function loadBrokerSettings(section: BrokerSection, deviceId: string | undefined, problem: (key: Key, message: string) => void): BrokerSettings | undefined {
   const before = { n: 0 };
   const report = (key: Key, message: string): void => {
     before.n++;
@@ -53,6 +53,13 @@ export function loadBrokerSettings(section: BrokerSection, problem: (key: Key, m
   };
   const templateProblem = topicRootTemplateProblem(section.topic_root);
   if (templateProblem) report('topic_root', `broker.topic_root ${templateProblem}`);
+  else if (deviceId !== undefined) {
+    try {
+      deviceTopicRoot(section.topic_root, deviceId);
+    } catch (err) {
+      report('topic_root', `broker.topic_root: ${(err as Error).message}`);
+    }
+  }
   if ((section.cert === undefined) !== (section.key === undefined)) report(section.cert ? 'key' : 'cert', 'broker.cert and broker.key go together');
   if (section.cert && /^mqtt:/i.test(section.url)) report('cert', 'broker.cert needs an mqtts:// broker.url');
   const password = section.password_file ? read('password_file', section.password_file, true)?.toString('utf8').trim() : undefined;

@@ -301,7 +301,7 @@ export function parseAgentConfig(text: string, file: string, env: NodeJS.Process
   const identity = loadDeviceIdentity(data.hub, device, (key, message) => at(nodeAt(doc, ['hub', key]), message));
   const proxyProblem = data.hub.proxy ? proxyUrlProblem(data.hub.proxy) : undefined;
   if (proxyProblem) at(nodeAt(doc, ['hub', 'proxy']), `hub.proxy: ${proxyProblem}`);
-  const brokerSettings = data.broker ? loadBrokerSettings(data.broker, (key, message) => at(nodeAt(doc, ['broker', key]), message)) : undefined;
+  const brokerSettings = data.broker ? loadBrokerSettings(data.broker, device?.deviceId, (key, message) => at(nodeAt(doc, ['broker', key]), message)) : undefined;
   if (problems.length || !device) return { problems };
   return { config: { ...data, file, device, ...(caPem ? { caPem } : {}), ...(identity ? { identity } : {}), ...(brokerSettings ? { brokerSettings } : {}) }, problems };
 }

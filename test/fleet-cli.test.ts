@@ -93,5 +93,7 @@ describe('fleet mode from the command line', () => {
       expect.stringMatching(/^6:15 broker.topic_root must not contain the MQTT wildcards/),
       expect.stringMatching(/^5:18 broker.password_file: .* readable by group or others/),
     ]);
+    const plusId = parseAgentConfig(['hub:', '  connection_string: "HostName=h;DeviceId=a+b;SharedAccessKey=AAAA"', 'broker:', '  url: mqtt://broker:1883', ''].join('\n'), 'agent.yaml');
+    expect(plusId.problems.map((p) => `${p.line}:${p.col} ${p.message}`)).toEqual([expect.stringMatching(/^4:3 broker.topic_root: device id "a\+b" cannot be a topic level/)]);
   });
 });
