@@ -16,6 +16,8 @@ export interface FleetCliOptions {
   deviceTopicRoot?: string;
   streamingHost?: string;
   instanceId?: string;
+  /** Not a fleet option: checked here because it means nothing with --broker. */
+  mqttListen?: string;
 }
 
 /** `devstreams hub` options for fleet mode (docs/scaling.md). */
@@ -53,6 +55,7 @@ export function fleetHubOptions(opts: FleetCliOptions, env: NodeJS.ProcessEnv = 
     if (stray) throw new DevstreamsError('EUSAGE', `--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --broker`);
     return out;
   }
+  if (opts.mqttListen) throw new DevstreamsError('EUSAGE', '--mqtt-listen and --broker do not go together: with --broker, devices connect to the broker');
   if ((opts.brokerCert === undefined) !== (opts.brokerKey === undefined)) throw new DevstreamsError('EUSAGE', '--broker-cert and --broker-key go together');
   const password = opts.brokerPasswordFile ? readOption(opts.brokerPasswordFile, '--broker-password-file').toString('utf8').trim() : env[BROKER_PASSWORD_ENV];
   out.externalBroker = {

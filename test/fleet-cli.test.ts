@@ -38,10 +38,13 @@ describe('fleet mode from the command line', () => {
     expect(r.stderr).toMatch(/refused the hub: .*Not authorized/);
   }, 30_000);
 
-  it('rejects broker options without --broker', async () => {
+  it('rejects broker options without --broker, and --mqtt-listen with it', async () => {
     const r = await runCliToEnd(['hub', '--data-dir', join(dir, 'x'), '--broker-username', 'u']);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/--broker-username needs --broker/);
+    const both = await runCliToEnd(['hub', '--data-dir', join(dir, 'x'), '--broker', 'mqtt://127.0.0.1:1', '--mqtt-listen', '127.0.0.1:0']);
+    expect(both.code).toBe(64);
+    expect(both.stderr).toMatch(/--mqtt-listen and --broker do not go together/);
   });
 
   it('hub --broker, agent with a broker section, connect: a stream end to end', async () => {
