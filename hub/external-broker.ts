@@ -112,6 +112,8 @@ export class ExternalBroker extends EventEmitter<BrokerEvents> implements Contro
         if (err || refused.length) {
           log.error({ err: err?.message, refused }, 'broker refused the hub its subscriptions: check the ACL for the hub user');
           this.settleStart(new DevstreamsError('EBROKER', `broker refused the subscriptions ${refused.join(', ')}: check the ACL for the hub user`));
+          // Connected but deaf is worse than retrying (after start, an ACL reload may fix it).
+          client.end(true);
           return;
         }
         this.connected = true;
