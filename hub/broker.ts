@@ -17,6 +17,7 @@ import {
   type StreamRequest,
 } from '../wire';
 import type { DeviceRegistry } from './data-dir';
+import type { ControlPlane } from './control-plane';
 
 /**
  * An X.509 device is in when its TLS connection (MQTT over TLS, or the TLS under MQTT over WebSocket)
@@ -55,7 +56,7 @@ export interface BrokerEvents {
  * requests, may publish only its stream responses and telemetry, and a stream request is written to
  * that one device's connection; no device ever sees another's.
  */
-export class EmbeddedBroker extends EventEmitter<BrokerEvents> {
+export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements ControlPlane {
   private aedes?: Aedes;
   private readonly online = new Map<string, Client>();
   private readonly subscribed = new WeakSet<Client>();
