@@ -117,7 +117,7 @@ export class Agent {
       this.statusFile.start();
     }
     this.telemetry = new Telemetry({
-      intervalMs: this.config.telemetry.interval_s * 1000,
+      intervalMs: this.config.telemetry.interval,
       snapshot,
       publish: (payload) => this.control?.publish(this.control.telemetryTopic(), payload),
       log: this.log.child({ part: 'telemetry' }),

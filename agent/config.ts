@@ -14,30 +14,39 @@ import { brokerSection, loadBrokerSettings, type BrokerSettings } from './broker
  */
 const serviceName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'service names are 1-64 of letters, digits, ".", "_" and "-"');
 
+/**
+ * Every time setting in the config is written one way: `90s`, `30m`, `2h`, `1h30m` (milliseconds
+ * inside), or `off` where "never" makes sense. A bare number is refused: seconds or minutes?
+ */
+function durationSchema(allowOff: boolean) {
+  return z.unknown().transform((value, ctx) => {
+    if (allowOff && value === 'off') return 0;
+    const ms = typeof value === 'string' ? parseDurationMs(value) : undefined;
+    if (ms === undefined || ms <= 0) {
+      const shown = typeof value === 'string' || typeof value === 'number' ? `"${value}"` : 'this';
+      ctx.addIssue({ code: 'custom', message: `${shown} is not a duration: write it like 90s, 30m, 2h or 1h30m${allowOff ? ', or off' : ''}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+const duration = durationSchema(false);
+const durationOrOff = durationSchema(true);
+
 /** Per-service limits; each falls back to the `limits` section. Spread into every service kind. */
 export const serviceLimitFields = {
   /** Concurrent streams to this service. */
   max_streams: z.number().int().min(1).max(10_000).optional(),
-  /** Close a stream when no byte moved either way for this long; 0 = never. */
-  idle_timeout_s: z.number().int().min(0).optional(),
-  /** Close a stream after this long, busy or not; 0 = never. */
-  max_duration_s: z.number().int().min(0).optional(),
+  /** Close a stream when no byte moved either way for this long (`off`: never). */
+  idle_timeout: durationOrOff.optional(),
+  /** Close a stream after this long, busy or not (`off`: never). */
+  max_duration: durationOrOff.optional(),
 };
 
 const tcpService = z.strictObject({
   port: z.number().int().min(1).max(65535),
   host: z.string().min(1).default('127.0.0.1'),
   ...serviceLimitFields,
-});
-
-/** `30m`, `90s`, `1h30m` → milliseconds. A bare number is refused with a hint (seconds or minutes?). */
-const duration = z.union([z.string(), z.number()]).transform((text, ctx) => {
-  const ms = typeof text === 'string' ? parseDurationMs(text) : undefined;
-  if (ms === undefined || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration: write it like 90s, 30m, 2h or 1h30m` });
-    return z.NEVER;
-  }
-  return ms;
 });
 
 /** A terminal on the device instead of a port: see docs/shell.md. */
@@ -95,16 +104,18 @@ export const agentConfigSchema = z.strictObject({
       max_streams: z.number().int().min(1).max(10_000).default(128),
       /** Concurrent streams per service, unless the service sets `max_streams`. */
       max_streams_per_service: z.number().int().min(1).max(10_000).default(64),
-      idle_timeout_s: z.number().int().min(0).default(3600),
-      max_duration_s: z.number().int().min(0).default(0),
+      idle_timeout: durationOrOff.default(3_600_000),
+      max_duration: durationOrOff.default(0),
     })
-    .default({ max_streams: 128, max_streams_per_service: 64, idle_timeout_s: 3600, max_duration_s: 0 }),
+    .default({ max_streams: 128, max_streams_per_service: 64, idle_timeout: 3_600_000, max_duration: 0 }),
   telemetry: z
     .strictObject({
-      /** Seconds between health messages on the device-to-cloud topic; 0 = off. */
-      interval_s: z.number().int().min(0).max(86_400).refine((v) => v === 0 || v >= 10, 'telemetry.interval_s must be 0 (off) or at least 10').default(300),
+      /** Time between health messages on the device-to-cloud topic (`off`: none). */
+      interval: durationOrOff
+        .refine((ms) => ms === 0 || (ms >= 10_000 && ms <= 86_400_000), 'telemetry.interval must be off or between 10s and 1d')
+        .default(300_000),
     })
-    .default({ interval_s: 300 }),
+    .default({ interval: 300_000 }),
   /** JSON file `devstreams status` reads; default $RUNTIME_DIRECTORY/status.json under systemd. */
   status_file: z.string().min(1).optional(),
   /** Prometheus text metrics on a loopback address (`127.0.0.1:9464`); off unless set. */
@@ -202,7 +213,8 @@ function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
  * the user wrote (`port` or `pty`), not zod's bare "Invalid input".
  */
 function unionBranchIssues(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
-  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return [issue];
+  // Only a service entry (`services.NAME`) is a union of shapes; say which shapes it may take.
+  if (issue.code !== 'invalid_union' || issue.errors.length === 0 || issue.path[0] !== 'services' || issue.path.length !== 2) return [issue];
   const fitting = issue.errors.filter((branch) => !branch.some((i) => i.code === 'unrecognized_keys' && i.path.length === 0));
   if (fitting.length === 1) return fitting[0]!.map((i) => ({ ...i, path: [...issue.path, ...i.path] }) as z.core.$ZodIssue).flatMap((i) => unionBranchIssues(i));
   return [{ ...issue, message: 'a service needs either port (a TCP service) or pty (a terminal), not both' }];

@@ -1,3 +1,4 @@
+import { formatDurationMs } from '../core/duration';
 import type { AgentConfigFile } from './config';
 
 /**
@@ -15,7 +16,7 @@ export interface ServiceLimits {
 }
 
 type LimitsConfig = Pick<AgentConfigFile, 'limits'> & {
-  services: Record<string, { max_streams?: number | undefined; idle_timeout_s?: number | undefined; max_duration_s?: number | undefined }>;
+  services: Record<string, { max_streams?: number | undefined; idle_timeout?: number | undefined; max_duration?: number | undefined }>;
 };
 
 export type Admission = { ok: true; limits: ServiceLimits; release: () => void } | { ok: false; reason: string };
@@ -36,8 +37,8 @@ export class StreamLimits {
     const svc = Object.hasOwn(this.config.services, service) ? this.config.services[service] : undefined;
     return {
       maxStreams: svc?.max_streams ?? limits.max_streams_per_service,
-      idleTimeoutMs: (svc?.idle_timeout_s ?? limits.idle_timeout_s) * 1000,
-      maxDurationMs: (svc?.max_duration_s ?? limits.max_duration_s) * 1000,
+      idleTimeoutMs: svc?.idle_timeout ?? limits.idle_timeout,
+      maxDurationMs: svc?.max_duration ?? limits.max_duration,
     };
   }
 
@@ -89,11 +90,11 @@ export function watchStream(limits: ServiceLimits, expire: (reason: string) => v
     const t = now();
     if (limits.maxDurationMs > 0 && t - started >= limits.maxDurationMs) {
       stopped = true;
-      return expire(`maximum duration ${limits.maxDurationMs / 1000} s reached (max_duration_s)`);
+      return expire(`maximum duration ${formatDurationMs(limits.maxDurationMs)} reached (max_duration)`);
     }
     if (limits.idleTimeoutMs > 0 && t - last >= limits.idleTimeoutMs) {
       stopped = true;
-      return expire(`idle for ${limits.idleTimeoutMs / 1000} s (idle_timeout_s)`);
+      return expire(`idle for ${formatDurationMs(limits.idleTimeoutMs)} (idle_timeout)`);
     }
     const deadlines = [
       ...(limits.maxDurationMs > 0 ? [started + limits.maxDurationMs] : []),

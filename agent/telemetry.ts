@@ -4,7 +4,7 @@ import type { Logger } from '../core/log';
 import type { StatusSnapshot } from './status';
 
 /**
- * Health telemetry: a small JSON document on IoT Hub's device-to-cloud topic every `interval_s`
+ * Health telemetry: a small JSON document on IoT Hub's device-to-cloud topic every `telemetry.interval`
  * (and once after each connect), read with systeminformation. Any figure that cannot be read (no
  * thermal sensor in a VM, a slow `df`) is null; a failed reading never stops the agent or the
  * other figures.

@@ -49,7 +49,7 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
       // metrics on, so the agent itself says how many streams it holds.
       writeFileSync(
         file,
-        `hub:\n  connection_string: "${cs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\ntelemetry:\n  interval_s: 0\n` +
+        `hub:\n  connection_string: "${cs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\ntelemetry:\n  interval: off\n` +
           (metricsPort ? `metrics_listen: 127.0.0.1:${metricsPort}\n` : ''),
         { mode: 0o600 },
       );

@@ -142,7 +142,7 @@ describe('hostile stream requests (fuzz)', () => {
     trap = await canary();
     echo = await startEchoServer();
     // The one allowed service points at the canary too: a request that slipped through would dial it.
-    agent = await stack.startAgent(`  echo:\n    port: ${trap.port}\n  real:\n    port: ${echo.port}\ntelemetry:\n  interval_s: 0\n`, { deviceId: 'pi-fuzz' });
+    agent = await stack.startAgent(`  echo:\n    port: ${trap.port}\n  real:\n    port: ${echo.port}\ntelemetry:\n  interval: off\n`, { deviceId: 'pi-fuzz' });
   });
   afterAll(async () => {
     await stack?.stop();

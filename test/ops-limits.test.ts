@@ -51,10 +51,10 @@ describe('limits, status, metrics and health telemetry (in-process hub and agent
       [
         `  echo:\n    port: ${echo.port}\n    max_streams: 2`,
         `  other:\n    port: ${echo.port}`,
-        `  idle:\n    port: ${echo.port}\n    idle_timeout_s: 1`,
-        `  brief:\n    port: ${echo.port}\n    max_duration_s: 1\n    idle_timeout_s: 0`,
+        `  idle:\n    port: ${echo.port}\n    idle_timeout: 1s`,
+        `  brief:\n    port: ${echo.port}\n    max_duration: 1s\n    idle_timeout: off`,
         'limits:\n  max_streams: 4\n  max_streams_per_service: 3',
-        'telemetry:\n  interval_s: 10',
+        'telemetry:\n  interval: 10s',
         'metrics_listen: 127.0.0.1:0',
         '',
       ].join('\n'),
@@ -113,7 +113,7 @@ describe('limits, status, metrics and health telemetry (in-process hub and agent
     const started = Date.now();
     const c = await closed(ws);
     expect(c.code).toBe(4004);
-    expect(c.reason).toMatch(/idle for 1 s \(idle_timeout_s\)/);
+    expect(c.reason).toMatch(/idle for 1s \(idle_timeout\)/);
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   });
 
@@ -123,7 +123,7 @@ describe('limits, status, metrics and health telemetry (in-process hub and agent
     const ticker = setInterval(() => ws.send(Buffer.from('tick')), 100);
     const c = await closed(ws).finally(() => clearInterval(ticker));
     expect(c.code).toBe(4004);
-    expect(c.reason).toMatch(/maximum duration 1 s reached/);
+    expect(c.reason).toMatch(/maximum duration 1s reached \(max_duration\)/);
   });
 
   it('publishes health telemetry that the hub lists with the device', async () => {

@@ -38,7 +38,7 @@ function writeAgentConfig(dir: string, name: string, cs: string, body: string): 
   writeFileSync(secret, `${cs}\n`, { mode: 0o600 });
   const statusFile = join(dir, `${name}.status.json`);
   const file = join(dir, `${name}.yaml`);
-  writeFileSync(file, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\nstatus_file: ${statusFile}\n${body.includes('telemetry:') ? '' : 'telemetry:\n  interval_s: 0\n'}${body}`);
+  writeFileSync(file, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\nstatus_file: ${statusFile}\n${body.includes('telemetry:') ? '' : 'telemetry:\n  interval: off\n'}${body}`);
   return { file, statusFile };
 }
 
@@ -75,11 +75,11 @@ describe('agent config errors (table)', () => {
     { name: 'both secrets', yaml: `hub:\n  connection_string: "${cs}"\n  connection_string_file: /x\n`, expect: [[3, 27, /^set hub\.connection_string or hub\.connection_string_file, not both$/]] },
     { name: 'unreadable secret file', yaml: `hub:\n  connection_string_file: ${join(dir, 'missing')}\n`, expect: [[2, 27, /^hub\.connection_string_file: cannot read .*missing: ENOENT$/]] },
     { name: 'malformed connection string', yaml: 'hub:\n  connection_string: "HostName=h;DeviceId=d"\n', expect: [[2, 22, /^hub\.connection_string: device connection string has neither SharedAccessKey nor x509=true$/]] },
-    { name: 'limit out of range', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_streams: 0\n  idle_timeout_s: -1\n`, expect: [[4, 16, /^limits\.max_streams: /], [5, 19, /^limits\.idle_timeout_s: /]] },
-    { name: 'telemetry interval too short', yaml: `hub:\n  connection_string: "${cs}"\ntelemetry:\n  interval_s: 5\n`, expect: [[4, 15, /telemetry\.interval_s must be 0 \(off\) or at least 10/]] },
+    { name: 'limit out of range', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_streams: 0\n  idle_timeout: -1\n`, expect: [[4, 16, /^limits\.max_streams: /], [5, 17, /^limits\.idle_timeout: "-1" is not a duration/]] },
+    { name: 'telemetry interval too short', yaml: `hub:\n  connection_string: "${cs}"\ntelemetry:\n  interval: 5s\n`, expect: [[4, 13, /telemetry\.interval must be off or between 10s and 1d/]] },
     { name: 'metrics on a public address', yaml: `hub:\n  connection_string: "${cs}"\nmetrics_listen: 0.0.0.0:9464\n`, expect: [[3, 17, /metrics_listen must be a loopback host:port/]] },
     { name: 'wrong type', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_streams: lots\n`, expect: [[4, 16, /^limits\.max_streams must be a number$/]] },
-    { name: 'per-service limit on a service', yaml: `hub:\n  connection_string: "${cs}"\nservices:\n  ssh:\n    port: 22\n    idle_timeout_s: soon\n`, expect: [[6, 21, /idle_timeout_s/]] },
+    { name: 'per-service limit on a service', yaml: `hub:\n  connection_string: "${cs}"\nservices:\n  ssh:\n    port: 22\n    idle_timeout: soon\n`, expect: [[6, 19, /services\.ssh\.idle_timeout: "soon" is not a duration/]] },
   ];
   for (const row of table) {
     it(`reports: ${row.name}`, () => {
@@ -159,7 +159,7 @@ describe('agent process: signals, sd_notify, hub crash, flood', () => {
   });
 
   it('`status` shows the local agent; `devices` lists it at the hub; kill -9 of the agent marks it offline', async () => {
-    const { agent, statusFile } = startAgent('seen', `services:\n  echo:\n    port: ${echo.port}\ntelemetry:\n  interval_s: 10\n`);
+    const { agent, statusFile } = startAgent('seen', `services:\n  echo:\n    port: ${echo.port}\ntelemetry:\n  interval: 10s\n`);
     await agent.waitForLine(/listening for stream requests/);
     await until(() => readStatus(statusFile)?.connection.state === 'connected', 'status file');
     const refused = await world.client.requestStream('seen', 'nope').catch((e: unknown) => e);
@@ -490,7 +490,7 @@ describe('logs under journald', () => {
     const dir = mkdtempSync(join(tmpdir(), 'devstreams-journal-'));
     try {
       const cfg = join(dir, 'agent.yaml');
-      writeFileSync(cfg, `hub:\n  connection_string: "HostName=127.0.0.1:1;DeviceId=j;SharedAccessKey=${Buffer.alloc(32, 3).toString('base64')}"\ntelemetry:\n  interval_s: 0\n`);
+      writeFileSync(cfg, `hub:\n  connection_string: "HostName=127.0.0.1:1;DeviceId=j;SharedAccessKey=${Buffer.alloc(32, 3).toString('base64')}"\ntelemetry:\n  interval: off\n`);
       const logFile = join(dir, 'stderr.log');
       const fd = openSync(logFile, 'w');
       const st = fstatSync(fd);
