@@ -22,7 +22,10 @@ interface Stoppable {
   stop(): Promise<void>;
 }
 
-/** SIGTERM/SIGINT stop the part gracefully and exit 0; a second signal exits at once. */
+/**
+ * SIGTERM/SIGINT stop the part gracefully and exit 0; a second signal exits at once. Call it before
+ * `start()`: a supervisor may signal as soon as it sees the first line of output.
+ */
 function runUntilSignalled(part: Stoppable, log: Logger): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
