@@ -45,11 +45,12 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
       .map(([name, port]) => `  ${name}:\n    port: ${port}\n`)
       .join('');
     const writeConfig = (file: string, cs: string, metricsPort?: number): void =>
-      // Limits raised so 1,000 concurrent streams on one service are allowed; telemetry off (noise);
-      // metrics on, so the agent itself says how many streams it holds.
+      // Limits raised so 1,000 concurrent streams on one service are allowed; metrics on, so the
+      // agent itself says how many streams it holds. Telemetry keeps its default (one message per
+      // 5 min): leaving the key out keeps this config valid for older single executables too.
       writeFileSync(
         file,
-        `hub:\n  connection_string: "${cs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\ntelemetry:\n  interval: off\n` +
+        `hub:\n  connection_string: "${cs}"\n  ca: ${caFile}\nservices:\n${services}limits:\n  max_streams: 5000\n  max_streams_per_service: 5000\n` +
           (metricsPort ? `metrics_listen: 127.0.0.1:${metricsPort}\n` : ''),
         { mode: 0o600 },
       );
