@@ -1,6 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 
 /** Clock ticks per second for /proc/<pid>/stat CPU times. */
 const CLK_TCK = ((): number => {
@@ -50,17 +49,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/**
- * A free TCP port on 127.0.0.1 for tools that cannot listen on port 0 and report it (socat, iperf3).
- * Bound and released, so another process could take it in between; on a quiet loopback it does not.
- */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+export { freePort } from '../test/helpers/free-port';
 
 /** A child process the benchmark started: stdout kept as lines, stderr into a log file. */
 export class Proc {
