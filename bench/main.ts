@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   }
   const Q = opts.quick;
   const cfg = {
-    iperfSeconds: Q ? 2 : 3,
+    iperfSeconds: Number(process.env.BENCH_IPERF_SECONDS) || (Q ? 2 : 3),
     iperfRounds: Number(process.env.BENCH_ROUNDS) || (Q ? 1 : 3),
     pings: Q ? 300 : 2000,
     setupSequential: Q ? 50 : 300,
