@@ -367,6 +367,7 @@ async function main(): Promise<void> {
       targets: [],
     };
     results.machine.loadAfter = loadavg().map((v) => round(v, 2));
+    results.version = (await run(NODE, [opts.bundle, '--version']).catch(() => '?')).trim();
     results.durationS = round((nowMs() - started) / 1000, 1);
     results.targets = evaluateTargets(results);
 

@@ -4,6 +4,8 @@ type Paths<T> = { direct: T; socat: T; tunnel: T };
 
 export interface BenchResults {
   date: string;
+  /** `devstreams --version` of the bundle measured (version, build commit, Node, arch). */
+  version?: string;
   quick: boolean;
   machine: { cpus: number; cpuModel: string; kernel: string; node: string; loadBefore: number[]; loadAfter: number[] };
   config: Record<string, number>;
@@ -115,7 +117,8 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
   lines.push(`# devstreams benchmark, ${r.date.slice(0, 16).replace('T', ' ')} UTC${r.quick ? ' (quick run: rougher figures)' : ''}`, '');
   lines.push(
     `${r.machine.cpus} × ${r.machine.cpuModel}, Linux ${r.machine.kernel}, Node ${r.machine.node}. Load average before ${r.machine.loadBefore.join(' / ')}, after ${r.machine.loadAfter.join(' / ')}` +
-      ` (other work on the machine shows here; ratios are measured within one run). Took ${r.durationS} s.`,
+      ` (other work on the machine shows here; ratios are measured within one run). Took ${r.durationS} s.` +
+      (r.version ? ` Measured: ${r.version}.` : ''),
     '',
   );
   lines.push('## Targets', '');
