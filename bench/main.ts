@@ -183,19 +183,31 @@ async function main(): Promise<void> {
       throughput[direction].direct = (await iperf(iperfPort, cfg.iperfSeconds, reverse)).mbPerS;
       const socatRuns: number[] = [];
       const tunnelRuns: number[] = [];
-      for (let round = 0; round < cfg.iperfRounds; round++) {
+      const viaSocat = async (): Promise<void> => {
         const s0 = await socatHopsCpu();
-        const viaSocat = await iperf(socatIperf.port, cfg.iperfSeconds, reverse);
+        const r = await iperf(socatIperf.port, cfg.iperfSeconds, reverse);
         const s1 = await socatHopsCpu();
         s1.forEach((v, i) => (socatCpu[i]! += v - s0[i]!));
-        socatBytes += viaSocat.bytes;
-        socatRuns.push(viaSocat.mbPerS);
+        socatBytes += r.bytes;
+        socatRuns.push(r.mbPerS);
+      };
+      const viaTunnel = async (): Promise<void> => {
         const t = await measureCpu({ agent: () => cpuSeconds(agentPid), hub: () => cpuSeconds(hubPid), connect: () => cpuSeconds(connectPid) }, () =>
           iperf(iperfC.port, cfg.iperfSeconds, reverse),
         );
         tunnelRuns.push(t.result.mbPerS);
         tunnelBytes += t.result.bytes;
         for (const k of Object.keys(tunnelCpu) as Array<keyof typeof tunnelCpu>) tunnelCpu[k] += t.cpu[k]!;
+      };
+      // ABAB…, with the order swapped every round, so neither path always runs second.
+      for (let round = 0; round < cfg.iperfRounds; round++) {
+        if (round % 2 === 0) {
+          await viaSocat();
+          await viaTunnel();
+        } else {
+          await viaTunnel();
+          await viaSocat();
+        }
       }
       throughput[direction].socat = median(socatRuns);
       throughput[direction].tunnel = median(tunnelRuns);
