@@ -31,7 +31,8 @@ run: build
 	node scripts/demo.mjs
 
 test: build typecheck
-	npx vitest run
+	@rc=0; npx vitest run --reporter=default --reporter=json --outputFile=dist/test-results.json || rc=$$?; \
+	node scripts/test-summary.mjs dist/test-results.json; exit $$rc
 
 # Benchmarks (never part of `make test`): real hub/agent/connect processes against iperf3 and socat;
 # writes bench/results/<date>.json, .md and .svg (docs/benchmarks.md). BENCH_ARGS=--quick for a smoke run.
