@@ -99,7 +99,3 @@ describe.skipIf(!isRoot)('PTY privilege drop (the agent runs as root)', () => {
     expect(close.reason).toMatch(/user no-such-user-here does not exist/);
   });
 });
-
-describe.skipIf(isRoot)('PTY privilege drop (not root)', () => {
-  it.skip('needs root: run the tests as root to check the drop to another user', () => undefined);
-});
