@@ -52,8 +52,6 @@ export interface SessionContext {
 
 export class TcpStreamSession {
   private tunnel?: Tunnel;
-  private ws?: WebSocket;
-  private target?: Socket;
   private abortedWith?: { code: number; reason: string };
 
   constructor(
@@ -69,7 +67,6 @@ export class TcpStreamSession {
   async run(): Promise<Omit<AuditRecord, 'request_id' | 'service' | 'target'>> {
     const started = Date.now();
     const ws = dialStream(this.req.url, this.req.authToken, this.ctx.caPem, this.ctx.dial);
-    this.ws = ws;
     ws.on('error', () => undefined); // reported through the promises below
     const [wsResult, targetResult] = await Promise.allSettled([waitOpen(ws), connectTarget(this.service.host, this.service.port)]);
     const elapsed = () => Date.now() - started;
@@ -85,7 +82,6 @@ export class TcpStreamSession {
       return { outcome: 'target-unavailable', bytes_to_target: 0, bytes_from_target: 0, duration_ms: elapsed(), reason };
     }
     const target = targetResult.value;
-    this.target = target;
     if (this.abortedWith) {
       target.destroy();
       closeUnused(ws, this.abortedWith.code, this.abortedWith.reason);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { Agent } from '../agent/agent';
-import { ConfigError, formatProblem, loadAgentConfig, parseAgentConfig } from '../agent/config';
+import { ConfigError, formatProblem, loadAgentConfig } from '../agent/config';
 import { parseHostPort, formatHostPort } from '../core/address';
 import { createLogger, type Logger } from '../core/log';
 import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
@@ -220,14 +220,7 @@ key ${issued.keyFile}
     .command('check-config <file>')
     .description('validate an agent config: exit 0, or 78 with every problem as file:line:col: message')
     .action((file: string) => {
-      let text: string;
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch (err) {
-        throw new ConfigError([{ file, line: 1, col: 1, message: `cannot read config: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }]);
-      }
-      const { config, problems } = parseAgentConfig(text, file);
-      if (!config) throw new ConfigError(problems);
+      const config = loadAgentConfig(file);
       process.stdout.write(`${file}: ok (${Object.keys(config.services).length} services)\n`);
     });
 

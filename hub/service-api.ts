@@ -150,7 +150,7 @@ export class ServiceApi {
   }
 
   private async requestStream(req: IncomingMessage, res: ServerResponse, deviceId: string, streamName: string, trackingId: string): Promise<void> {
-    const { registry, broker, log, secrets } = this.deps;
+    const { broker, log, secrets } = this.deps;
     const ctx = { device: deviceId, service: streamName, trackingId };
     if (!this.known(deviceId)) return this.fail(res, 'DeviceNotFound', `device "${deviceId}" is not registered with this hub`, trackingId);
     if (!broker.isOnline(deviceId)) return this.fail(res, 'DeviceNotOnline', `device "${deviceId}" is not connected to the hub`, trackingId);
