@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent';
-import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
 import { Hub } from '../hub/hub';
 import type { HubClient } from '../service/hub-client';
-import { formatDeviceConnectionString, isDevstreamsError } from '../wire';
-import { fleetAgentYaml, serviceClientFor, startFleetAgent } from './helpers/fleet';
+import { isDevstreamsError } from '../wire';
+import { fleetAgentYaml, fleetDeviceConnectionString, serviceClientFor, startFleetAgent, startFleetHub } from './helpers/fleet';
 import { startMosquitto, type Mosquitto } from './helpers/mosquitto';
 import { testLogger, until } from './helpers/stack';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
@@ -30,20 +29,13 @@ describe('fleet mode: the broker crashes and comes back', () => {
   beforeAll(async () => {
     broker = await startMosquitto({ 'devstreams-hub': 'hub-secret', dev1: 'dev1-secret' });
     dir = mkdtempSync(join(tmpdir(), 'devstreams-fleet-restart-'));
-    hub = new Hub({
-      dataDir: dir,
-      listen: { host: '127.0.0.1', port: 0 },
-      externalBroker: { url: `mqtt://127.0.0.1:${broker.hubPort}`, username: 'devstreams-hub', password: 'hub-secret' },
-      log: testLogger('hub'),
-    });
-    await hub.start();
+    hub = await startFleetHub(dir, `mqtt://127.0.0.1:${broker.hubPort}`, 'hub-secret');
     client = serviceClientFor(hub.host, dir);
     echo = await startEchoServer();
     writeFileSync(join(dir, 'dev1.password'), 'dev1-secret\n', { mode: 0o600 });
-    const key = new DeviceRegistry(new HubDataDir(dir)).add('dev1').primary_key;
     agent = await startFleetAgent(
       fleetAgentYaml({
-        connectionString: formatDeviceConnectionString({ hostName: hub.host, deviceId: 'dev1', sharedAccessKey: key }),
+        connectionString: fleetDeviceConnectionString(hub, dir, 'dev1'),
         hubCa: join(dir, 'ca.pem'),
         brokerUrl: `mqtts://127.0.0.1:${broker.devicePort}`,
         passwordFile: join(dir, 'dev1.password'),

@@ -4,14 +4,13 @@ import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent';
-import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
 import { Hub } from '../hub/hub';
 import { Connect } from '../service/connect';
 import { HubClient } from '../service/hub-client';
-import { formatDeviceConnectionString, isDevstreamsError } from '../wire';
+import { isDevstreamsError } from '../wire';
 import { startNatsCluster, type NatsCluster } from './helpers/nats-cluster';
 import { testLogger, until } from './helpers/stack';
-import { fleetAgentYaml, serviceClientFor, startFleetAgent } from './helpers/fleet';
+import { fleetAgentYaml, fleetDeviceConnectionString, serviceClientFor, startFleetAgent, startFleetHub } from './helpers/fleet';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
 
 /**
@@ -36,22 +35,14 @@ describe('fleet mode on a three-node NATS cluster', () => {
     cluster = await startNatsCluster(HUB_PASSWORD, DEVICES);
     const [node1, node2] = cluster.nodes as [NatsCluster['nodes'][0], NatsCluster['nodes'][0]];
     dir = mkdtempSync(join(tmpdir(), 'devstreams-fleet-nats-'));
-    hub = new Hub({
-      dataDir: dir,
-      listen: { host: '127.0.0.1', port: 0 },
-      externalBroker: { url: `mqtt://127.0.0.1:${node2.mqttPort}`, username: 'devstreams-hub', password: HUB_PASSWORD, connectTimeoutMs: 90_000 },
-      log: testLogger('hub'),
-    });
-    await hub.start();
-    const data = new HubDataDir(dir);
+    hub = await startFleetHub(dir, `mqtt://127.0.0.1:${node2.mqttPort}`, HUB_PASSWORD, { externalBroker: { url: `mqtt://127.0.0.1:${node2.mqttPort}`, username: 'devstreams-hub', password: HUB_PASSWORD, connectTimeoutMs: 90_000 } });
     client = serviceClientFor(hub.host, dir);
     echo = await startEchoServer();
     const passwordFile = join(dir, 'dev1.password');
     writeFileSync(passwordFile, `${DEVICES.dev1}\n`, { mode: 0o600 });
-    const key = new DeviceRegistry(data).add('dev1').primary_key;
     agent = await startFleetAgent(
       fleetAgentYaml({
-        connectionString: formatDeviceConnectionString({ hostName: hub.host, deviceId: 'dev1', sharedAccessKey: key }),
+        connectionString: fleetDeviceConnectionString(hub, dir, 'dev1'),
         hubCa: join(dir, 'ca.pem'),
         brokerUrl: `mqtt://127.0.0.1:${node1.mqttPort}`,
         passwordFile,

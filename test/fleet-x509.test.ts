@@ -5,12 +5,10 @@ import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent';
 import { createCa, issueCertificate } from '../hub/pki';
-import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
 import { Hub } from '../hub/hub';
 import type { HubClient } from '../service/hub-client';
-import { formatDeviceConnectionString } from '../wire';
 import { freePort } from './helpers/free-port';
-import { fleetAgentYaml, serviceClientFor, startFleetAgent } from './helpers/fleet';
+import { fleetAgentYaml, fleetDeviceConnectionString, serviceClientFor, startFleetAgent, startFleetHub } from './helpers/fleet';
 import { startMosquitto, type Mosquitto } from './helpers/mosquitto';
 import { testLogger, until } from './helpers/stack';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
@@ -57,19 +55,12 @@ describe('fleet mode: devices authenticated by client certificate', () => {
       },
     );
     dir = mkdtempSync(join(tmpdir(), 'devstreams-fleet-x509-'));
-    hub = new Hub({
-      dataDir: dir,
-      listen: { host: '127.0.0.1', port: 0 },
-      externalBroker: { url: `mqtt://127.0.0.1:${broker.hubPort}`, username: 'devstreams-hub', password: 'hub-secret' },
-      log: testLogger('hub'),
-    });
-    await hub.start();
+    hub = await startFleetHub(dir, `mqtt://127.0.0.1:${broker.hubPort}`, 'hub-secret');
     client = serviceClientFor(hub.host, dir);
     echo = await startEchoServer();
-    const key = new DeviceRegistry(new HubDataDir(dir)).add('dev3').primary_key;
     agent = await startFleetAgent(
       fleetAgentYaml({
-        connectionString: formatDeviceConnectionString({ hostName: hub.host, deviceId: 'dev3', sharedAccessKey: key }),
+        connectionString: fleetDeviceConnectionString(hub, dir, 'dev3'),
         hubCa: join(dir, 'ca.pem'),
         brokerUrl: `mqtts://127.0.0.1:${certPort}`,
         brokerCa: broker.caFile,

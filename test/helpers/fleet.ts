@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../../agent/agent';
 import { parseAgentConfig } from '../../agent/config';
-import { HubDataDir } from '../../hub/data-dir';
+import { DeviceRegistry, HubDataDir } from '../../hub/data-dir';
+import { Hub, type HubOptions } from '../../hub/hub';
 import { HubClient } from '../../service/hub-client';
-import { formatServiceConnectionString, parseServiceConnectionString } from '../../wire';
+import { formatDeviceConnectionString, formatServiceConnectionString, parseServiceConnectionString } from '../../wire';
 import { testLogger } from './stack';
 
 /** An agent config in fleet mode: the hub named by the connection string, the device on a broker. */
@@ -41,4 +42,23 @@ export function serviceClientFor(hostName: string, dataDir: string): HubClient {
     service: parseServiceConnectionString(formatServiceConnectionString({ hostName, sharedAccessKeyName: secrets.service_policy_name, sharedAccessKey: secrets.service_policy_key })),
     caPem: readFileSync(join(dataDir, 'ca.pem')),
   });
+}
+
+/** A hub in fleet mode on 127.0.0.1:0 (or `port`), logged in to the broker as devstreams-hub. */
+export async function startFleetHub(dataDir: string, brokerUrl: string, hubPassword: string, more: Partial<HubOptions> = {}): Promise<Hub> {
+  const hub = new Hub({
+    dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    externalBroker: { url: brokerUrl, username: 'devstreams-hub', password: hubPassword },
+    log: testLogger(`hub${more.instanceId ? `-${more.instanceId}` : ''}`),
+    ...more,
+  });
+  await hub.start();
+  return hub;
+}
+
+/** Registers a device with the hub's data dir and returns its connection string. */
+export function fleetDeviceConnectionString(hub: Hub, dataDir: string, deviceId: string): string {
+  const key = new DeviceRegistry(new HubDataDir(dataDir)).add(deviceId).primary_key;
+  return formatDeviceConnectionString({ hostName: hub.host, deviceId, sharedAccessKey: key });
 }
