@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 const ONE = Buffer.from([0x2a]);
 
@@ -155,49 +155,9 @@ export async function startEcho(): Promise<Server> {
   return server;
 }
 
-export interface FloodServer {
-  port: number;
-  /** Bytes written into the socket so far by the current (last) connection. */
-  written: () => number;
-  close: () => Promise<void>;
-}
+// The flood target is shared with the tests (test/ops-process.test.ts): one implementation.
+export { startFlood, type FloodServer } from '../test/helpers/targets';
 
-/** The device side that floods: on each connection writes `totalBytes` of a known pattern, with backpressure, then ends. */
-export async function startFlood(totalBytes: number, block: Buffer): Promise<FloodServer> {
-  let written = 0;
-  const sockets = new Set<Socket>();
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    s.resume(); // discard anything sent to us
-    written = 0;
-    const pump = (): void => {
-      while (written < totalBytes) {
-        const n = Math.min(block.length, totalBytes - written);
-        written += n;
-        if (!s.write(n === block.length ? block : block.subarray(0, n))) return void s.once('drain', pump);
-      }
-      s.end();
-    };
-    pump();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    written: () => written,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
-
-/**
- * Connects to a flood and reads nothing (a stalled reader); `drain()` then reads everything,
- * checking each byte against the pattern, and resolves with the count and the time it took.
- */
 export async function stalledReader(port: number, block: Buffer): Promise<{ socket: Socket; drain: () => Promise<{ bytes: number; seconds: number; exact: boolean }> }> {
   const s = open(port);
   s.pause();

@@ -14,7 +14,7 @@ import { silentLogger } from '../core/log';
 import { formatDeviceConnectionString, formatServiceConnectionString, parseServiceConnectionString } from '../wire';
 import { runCli, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
 import { until } from './helpers/stack';
-import { roundTrip, startEchoServer } from './helpers/targets';
+import { roundTrip, startEchoServer, startFlood } from './helpers/targets';
 
 /** A real hub process, its data dir, and what a test needs to add devices and ask for streams. */
 async function hubWorld(dir: string, port = 0): Promise<{ hub: CliProcess & { port: number }; client: HubClient; deviceCs: (id: string) => string }> {
@@ -277,7 +277,7 @@ describe('agent process: signals, sd_notify, hub crash, flood', () => {
   }, 150_000);
 
   it('keeps its memory bounded while the device side floods a reader that stopped reading', async () => {
-    const flood = await floodTarget();
+    const flood = await startFlood(Infinity, Buffer.alloc(64 * 1024, 0x5a));
     const { agent, statusFile } = startAgent('flood', `services:\n  flood:\n    port: ${flood.port}\n`);
     try {
       await agent.waitForLine(/listening for stream requests/);
@@ -396,34 +396,6 @@ async function holdTarget(): Promise<{ port: number; open: () => number; close: 
   };
 }
 
-/** A target that writes as fast as the connection lets it, and counts what it got rid of. */
-async function floodTarget(): Promise<{ port: number; written: () => number; close: () => Promise<void> }> {
-  let written = 0;
-  const chunk = Buffer.alloc(64 * 1024, 0x5a);
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
-    const pump = (): void => {
-      while (!s.destroyed) {
-        written += chunk.length;
-        if (!s.write(chunk)) return void s.once('drain', pump);
-      }
-    };
-    pump();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    written: () => written,
-    close: () =>
-      new Promise((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 /**
  * Node cannot bind an AF_UNIX datagram socket; python3 can. Prints each datagram's lines, and closes

@@ -127,3 +127,50 @@ export async function duplexClient(port: number, payload: Buffer): Promise<{ byt
     socket.on('connect', () => socket.end(payload));
   });
 }
+
+export interface FloodServer {
+  port: number;
+  /** Bytes written into the socket so far by the current (last) connection. */
+  written: () => number;
+  close: () => Promise<void>;
+}
+
+/**
+ * A device-side target that floods: on each connection writes `totalBytes` (Infinity: until the
+ * socket goes) of a known pattern, with backpressure, then ends. Shared by tests and `make bench`.
+ */
+export async function startFlood(totalBytes: number, block: Buffer): Promise<FloodServer> {
+  let written = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    s.resume(); // discard anything sent to us
+    written = 0;
+    const pump = (): void => {
+      while (written < totalBytes && !s.destroyed) {
+        const n = Math.min(block.length, totalBytes - written);
+        written += n;
+        if (!s.write(n === block.length ? block : block.subarray(0, n))) return void s.once('drain', pump);
+      }
+      s.end();
+    };
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    written: () => written,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/**
+ * Connects to a flood and reads nothing (a stalled reader); `drain()` then reads everything,
+ * checking each byte against the pattern, and resolves with the count and the time it took.
+ */
