@@ -77,8 +77,8 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .showHelpAfterError();
 
-  const hub = addFleetOptions(program
-    .command('hub'))
+  const hub = program
+    .command('hub')
     .description('run a hub: service API, streaming endpoint and MQTT broker on one TLS port')
     .enablePositionalOptions()
     // Not requiredOption: commander would demand it of `hub add-device` too.
@@ -88,7 +88,9 @@ export function buildProgram(): Command {
     .option('--san <name...>', 'extra DNS names or IPs for the server certificate')
     .option('--mqtt-listen <host:port>', "also accept MQTT over TLS here (IoT Hub's 8883), same certificate and broker")
     .option('--device-stream-rate <per_s/burst>', `stream requests one device may receive: steady rate per second / burst (default ${DEFAULT_DEVICE_STREAM_LIMIT.perSecond}/${DEFAULT_DEVICE_STREAM_LIMIT.burst})`)
-    .option('--service-stream-rate <per_s/burst>', `stream requests one service credential may make: per second / burst (default ${DEFAULT_SERVICE_STREAM_LIMIT.perSecond}/${DEFAULT_SERVICE_STREAM_LIMIT.burst})`)
+    .option('--service-stream-rate <per_s/burst>', `stream requests one service credential may make: per second / burst (default ${DEFAULT_SERVICE_STREAM_LIMIT.perSecond}/${DEFAULT_SERVICE_STREAM_LIMIT.burst})`);
+  // Fleet options after the essential ones, so --help reads in the order a newcomer needs.
+  addFleetOptions(hub)
     .action(async (opts: FleetCliOptions & { dataDir?: string; listen: string; publicHost?: string; san?: string[]; mqttListen?: string; deviceStreamRate?: string; serviceStreamRate?: string }) => {
       if (!opts.dataDir) throw new DevstreamsError('EUSAGE', 'hub needs --data-dir DIR (where it keeps its CA, keys and device registry)');
       const log = createLogger('hub');
