@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { endMqttClient } from '../core/mqtt-end';
 import { connect as mqttConnect, type MqttClient, type IClientOptions } from 'mqtt';
 import type { Logger } from '../core/log';
 import { Backoff } from '../core/backoff';
@@ -308,7 +309,6 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     client.removeAllListeners('close');
     // A clean DISCONNECT suppresses the Last Will: say offline ourselves.
     if (this.opts.broker && client.connected) client.publish(deviceStatusTopic(this.topicRoot), DEVICE_STATUS_OFFLINE, { qos: 1, retain: true });
-    await Promise.race([client.endAsync(false), new Promise((r) => setTimeout(r, 2000).unref())]);
-    client.end(true);
+    await endMqttClient(client);
   }
 }

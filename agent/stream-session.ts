@@ -5,7 +5,8 @@ import { formatBytes } from '../core/format';
 import type { Logger } from '../core/log';
 import { startTunnel, type Tunnel } from '../core/tunnel';
 import { CLOSE, type StreamRequest } from '../wire';
-import { STREAM_CONNECT_TIMEOUT_MS, closeUnused, dialStream, type DialOptions } from '../core/stream-dial';
+import { STREAM_CONNECT_TIMEOUT_MS, dialStream, type DialOptions } from '../core/stream-dial';
+import { closeStreamSocket } from '../core/ws-sink';
 import type { TcpServiceConfig } from './config';
 import type { AuditRecord } from './audit';
 
@@ -78,13 +79,13 @@ export class TcpStreamSession {
     if (targetResult.status === 'rejected') {
       const err = targetResult.reason as NodeJS.ErrnoException;
       const reason = `target ${this.targetName} ${err.code === 'ECONNREFUSED' ? 'refused the connection' : `unreachable (${err.code ?? err.message})`}`;
-      closeUnused(ws, CLOSE.TARGET_UNAVAILABLE, reason);
+      closeStreamSocket(ws, CLOSE.TARGET_UNAVAILABLE, reason);
       return { outcome: 'target-unavailable', bytes_to_target: 0, bytes_from_target: 0, duration_ms: elapsed(), reason };
     }
     const target = targetResult.value;
     if (this.abortedWith) {
       target.destroy();
-      closeUnused(ws, this.abortedWith.code, this.abortedWith.reason);
+      closeStreamSocket(ws, this.abortedWith.code, this.abortedWith.reason);
       return { outcome: 'closed', bytes_to_target: 0, bytes_from_target: 0, duration_ms: elapsed(), reason: this.abortedWith.reason };
     }
     this.ctx.log.debug({ target: this.targetName }, 'stream open');

@@ -60,12 +60,3 @@ export function dialStream(url: string, authToken: string, caPem?: Buffer, dial:
     agent: proxy ? new ProxyAgent(proxy) : dialAgent(caPem),
   });
 }
-
-/**
- * Closes a streaming WebSocket that no tunnel has taken. It must be reading (not paused) or the
- * close handshake cannot finish and the peer waits for the 30 s close timeout.
- */
-export function closeUnused(ws: WebSocket, code: number, reason: string): void {
-  if (ws.isPaused) ws.resume();
-  if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, reason);
-}

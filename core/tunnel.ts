@@ -1,8 +1,8 @@
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
-import { CLOSE, closeReason, decodeControl, encodeControl } from '../wire';
-import { WebSocketSink, WS_HIGH_WATER_BYTES } from './ws-sink';
+import { CLOSE, decodeControl, encodeControl } from '../wire';
+import { WebSocketSink, WS_HIGH_WATER_BYTES, closeStreamSocket } from './ws-sink';
 import { WS_PING_INTERVAL_MS, heartbeat } from './ws-heartbeat';
 
 /** How long a local peer may keep its side open after we sent our FIN, before it is cut. */
@@ -74,12 +74,8 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
   const done = new Promise<TunnelResult>((resolve) => (resolveDone = resolve));
   const activity = opts.onActivity;
 
-  const closeWs = (code: number, reason: string): void => {
-    if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, closeReason(reason));
-    // Paused for the local side's drain, the WebSocket would never read the peer's close frame and
-    // ws would hold it for its 30 s close timeout. Frames still in flight go to the local side.
-    if (ws.isPaused && ws.readyState === WebSocket.CLOSING) ws.resume();
-  };
+  // Frames still in flight after our close go to the local side while it is open.
+  const closeWs = (code: number, reason: string): void => closeStreamSocket(ws, code, reason);
 
   const settle = (): void => {
     if (!wsClosed || !localClosed) return;

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
-import { MAX_FRAME_BYTES } from '../wire';
+import { MAX_FRAME_BYTES, closeReason } from '../wire';
 
 /**
  * Bytes a WebSocket may hold queued (sent but not yet handed to the kernel) before its producer is
@@ -60,4 +60,15 @@ export function forwardableCloseCode(code: number, fallback: number): number {
   if (code === 1005) return 1000;
   if (code === 1000 || code === 1001 || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)) return code;
   return fallback;
+}
+
+/**
+ * Closes a stream WebSocket and keeps reading until its close handshake ends. A socket paused for
+ * backpressure (or never resumed after `open`) would not read the peer's close frame, and ws would
+ * hold the connection for its 30 s close timeout. Frames still in flight are read and dropped by
+ * whoever listens. The one way every side (agent, hub, service) closes a stream.
+ */
+export function closeStreamSocket(ws: WebSocket, code: number, reason: string): void {
+  if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, closeReason(reason));
+  if (ws.isPaused) ws.resume();
 }

@@ -1,6 +1,6 @@
 import { WebSocket, type RawData } from 'ws';
 import { CLOSE } from '../wire';
-import { WebSocketSink, forwardableCloseCode } from '../core/ws-sink';
+import { WebSocketSink, closeStreamSocket, forwardableCloseCode } from '../core/ws-sink';
 import type { StreamSide } from './stream-tokens';
 
 /** What one side may send before the other side arrives; past it, that side is paused (TCP backpressure). */
@@ -82,22 +82,11 @@ export class Leg {
   closeWith(code: number, reason: string, from: StreamSide): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     const lost = code === 1006 ? `${from} connection lost` : reason;
-    this.ws.close(forwardableCloseCode(code, CLOSE.PEER_LOST), lost);
-    this.readUntilClosed();
+    closeStreamSocket(this.ws, forwardableCloseCode(code, CLOSE.PEER_LOST), lost);
   }
 
+  /** What still arrives after the close goes to a peer that is gone, where the sink drops it. */
   close(code: number, reason: string): void {
-    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
-    this.readUntilClosed();
-  }
-
-  /**
-   * A leg paused for its peer's drain must read again once it is closing, or it never sees the
-   * other end's close frame and ws holds the connection for its 30 s close timeout (the benchmark
-   * found streams lingering 30 s after every close under backpressure). What still arrives goes to
-   * a peer that is gone, where the sink drops it.
-   */
-  private readUntilClosed(): void {
-    if (this.ws.isPaused) this.ws.resume();
+    closeStreamSocket(this.ws, code, reason);
   }
 }

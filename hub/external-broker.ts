@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { endMqttClient } from '../core/mqtt-end';
 import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
 import { Backoff } from '../core/backoff';
 import type { BrokerEndpoint } from '../core/broker-endpoint';
@@ -218,12 +219,6 @@ export class ExternalBroker extends EventEmitter<BrokerEvents> implements Contro
     this.client = undefined;
     this.connected = false;
     if (!client) return;
-    client.removeAllListeners('close');
-    try {
-      await Promise.race([client.endAsync(false), new Promise((r) => setTimeout(r, 2000).unref())]);
-    } catch {
-      // a broken connection cannot be closed politely
-    }
-    client.end(true);
+    await endMqttClient(client);
   }
 }

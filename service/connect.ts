@@ -3,7 +3,7 @@ import { formatHostPort } from '../core/address';
 import { formatBytes } from '../core/format';
 import type { Logger } from '../core/log';
 import { startTunnel } from '../core/tunnel';
-import { closeUnused } from '../core/stream-dial';
+import { closeStreamSocket } from '../core/ws-sink';
 import { CLOSE, isDevstreamsError } from '../wire';
 import { HubClient } from './hub-client';
 
@@ -56,7 +56,7 @@ export class Connect {
       const accepted = await client.requestStream(deviceId, service);
       const ws = await client.openStream(accepted);
       if (socket.destroyed) {
-        closeUnused(ws, CLOSE.NORMAL, '');
+        closeStreamSocket(ws, CLOSE.NORMAL, '');
         return;
       }
       log.info({ setup_ms: Date.now() - started, open: this.sockets.size }, 'stream open');

@@ -1,7 +1,8 @@
 import type { WebSocket } from 'ws';
 import { formatBytes } from '../../core/format';
 import { formatDurationMs } from '../../core/duration';
-import { closeUnused, dialStream } from '../../core/stream-dial';
+import { dialStream } from '../../core/stream-dial';
+import { closeStreamSocket } from '../../core/ws-sink';
 import { startTunnel, type Tunnel } from '../../core/tunnel';
 import { CLOSE, encodeControl, type StreamRequest } from '../../wire';
 import type { AuditRecord } from '../audit';
@@ -111,13 +112,13 @@ export class PtyStreamSession {
     }
     if (planResult.status === 'rejected') {
       const reason = `shell not started: ${(planResult.reason as Error).message}`;
-      closeUnused(ws, CLOSE.TARGET_UNAVAILABLE, reason);
+      closeStreamSocket(ws, CLOSE.TARGET_UNAVAILABLE, reason);
       return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason };
     }
     const plan = planResult.value;
     this.userName = plan.user.name;
     if (this.abortedWith) {
-      closeUnused(ws, this.abortedWith.code, this.abortedWith.reason);
+      closeStreamSocket(ws, this.abortedWith.code, this.abortedWith.reason);
       return { outcome: 'closed', ...none, duration_ms: elapsed(), reason: this.abortedWith.reason, user: plan.user.name };
     }
     let pty: PtyStream;
@@ -126,7 +127,7 @@ export class PtyStreamSession {
       pty = new PtyStream(api.spawn(plan.file, plan.args, { name: plan.env.TERM, cols: DEFAULT_COLS, rows: DEFAULT_ROWS, cwd: plan.cwd, env: plan.env, encoding: null }));
     } catch (err) {
       const reason = `shell not started: ${(err as Error).message.split('\n')[0]}`;
-      closeUnused(ws, CLOSE.TARGET_UNAVAILABLE, reason);
+      closeStreamSocket(ws, CLOSE.TARGET_UNAVAILABLE, reason);
       return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason, user: plan.user.name };
     }
     return this.join(pty, ws, plan, started);
