@@ -30,7 +30,8 @@ typecheck: $(NODE_MODULES)
 run: build
 	node scripts/demo.mjs
 
-test: build typecheck
+# The Debian packages the tests talk to are installed first (quick when they are already there).
+test: system-deps build typecheck
 	@rc=0; npx vitest run --reporter=default --reporter=json --outputFile=dist/test-results.json || rc=$$?; \
 	node scripts/test-summary.mjs dist/test-results.json; exit $$rc
 
