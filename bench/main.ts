@@ -137,7 +137,7 @@ async function main(): Promise<void> {
 
     stack = await startCliStack({ dir, bundle: opts.bundle, services: { echo: echoPort, iperf: iperfPort, flood: flood.port } });
     const agentPid = stack.agent.pid;
-    await waitFor(() => readFileSync(join(dir, 'agent.log'), 'utf8').includes('connected to hub'), 'the agent to connect', 60_000, 50);
+    await waitFor(() => readFileSync(join(dir, 'agent.log'), 'utf8').includes('listening for stream requests'), 'the agent to connect', 60_000, 50);
     const [echoC, iperfC, floodC] = [await stack.connect('echo'), await stack.connect('iperf'), await stack.connect('flood')];
     await waitFor(() => iperfServer.lines.some((l) => l.includes('Server listening')), 'iperf3 -s', 10_000).catch(() => sleep(500));
 
@@ -433,7 +433,7 @@ async function seaAgentIdleRss(stack: CliStack, bundle: string): Promise<{ file:
   let agent: Proc | undefined;
   try {
     agent = await stack.startAgent(file, 'bench-sea');
-    await waitFor(() => readFileSync(join(stack.dir, 'agent-bench-sea.log'), 'utf8').includes('connected to hub'), 'the single-executable agent to connect', 30_000, 50);
+    await waitFor(() => readFileSync(join(stack.dir, 'agent-bench-sea.log'), 'utf8').includes('listening for stream requests'), 'the single-executable agent to connect', 30_000, 50);
     await sleep(3000);
     return { file: `dist/devstreams-linux-${arch}`, rss: rssBytes(agent.pid) };
   } catch (err) {

@@ -95,7 +95,7 @@ async function main() {
     { mode: 0o600 },
   );
   const agent = run(['agent', '--config', configFile]);
-  await agent.waitFor(/connected to hub/);
+  await agent.waitFor(/listening for stream requests/);
 
   const env = { DEVSTREAMS_CONNECTION_STRING: serviceString };
   const ca = join(hubDir, 'ca.pem');

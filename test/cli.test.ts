@@ -29,7 +29,7 @@ describe('devstreams CLI end to end', () => {
     const config = join(dir, 'agent.yaml');
     writeFileSync(config, `hub:\n  connection_string: "${deviceString}"\n  ca: ${join(dataDir, 'ca.pem')}\nservices:\n  echo:\n    port: ${echo.port}\n  gone:\n    port: ${await closedPort()}\n`);
     agent = runCli(['agent', '--config', config]);
-    await agent.waitForLine(/connected to hub/);
+    await agent.waitForLine(/listening for stream requests/); // subscribed, not merely connected
     connect = runCli(['connect', 'pi-cli', 'echo', '--listen', '0', '--ca', join(dataDir, 'ca.pem')], { DEVSTREAMS_CONNECTION_STRING: serviceString });
     const line = await connect.waitForLine(/^listening on /);
     connectPort = Number(/:(\d+),/.exec(line)![1]);

@@ -61,7 +61,7 @@ describe('X.509 device over MQTT/TLS, as processes', () => {
       ].join('\n'),
     );
     agent = runCli(['agent', '--config', configFile]);
-    await agent.waitForLine(/connected to hub/);
+    await agent.waitForLine(/listening for stream requests/); // subscribed, not merely connected
     const svc = await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir]);
     connect = runCli(['connect', 'pi-cert', 'echo', '--listen', '0', '--ca', join(dataDir, 'ca.pem')], { DEVSTREAMS_CONNECTION_STRING: lastLine(svc.stdout) });
     const line = await connect.waitForLine(/^listening on /);
