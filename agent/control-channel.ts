@@ -178,7 +178,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
           this.openClient({ ...options, ...({ socket } as object) }, lifetimeS);
         },
         (err: Error) => {
-          this.lastError = describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile });
+          this.lastError = describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile, machine: 'device' });
           log.warn({ hub: device.hostName, err: this.lastError }, 'hub connection failed');
           this.scheduleReconnect();
         },
@@ -222,7 +222,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     client.on('message', (topic) => this.emit('request', topic));
     client.on('error', (err) => {
       failed = true;
-      this.lastError = describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile });
+      this.lastError = describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile, machine: 'device' });
       log.warn({ hub: device.hostName, err: this.lastError }, 'hub connection failed');
       void this.diagnose(err);
     });
@@ -251,7 +251,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     if (isCertificateError(err)) {
       const shown = await describePeerCertificate({ host, port, proxy: this.opts.proxy });
       if (shown) {
-        this.lastError = `${describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile })}; it presented ${shown}`;
+        this.lastError = `${describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile, machine: 'device' })}; it presented ${shown}`;
         log.warn({ hub: device.hostName, err: this.lastError }, 'hub certificate not trusted');
       }
     } else if ((err.code === 4 || err.code === 5) && device.sharedAccessKey) {

@@ -16,10 +16,23 @@ export function isCertificateError(err: unknown): boolean {
   return CERT_CODES.has((err as NodeJS.ErrnoException)?.code ?? '');
 }
 
-export function describeConnectError(err: unknown, ctx: { hub: string; caFile?: string | undefined }): string {
+export interface ConnectErrorContext {
+  hub: string;
+  caFile?: string | undefined;
+  /** Who is speaking, for the clock hint: an agent says "this device", the service side "this machine". */
+  machine?: 'device' | 'machine';
+  now?: number;
+}
+
+export function describeConnectError(err: unknown, ctx: ConnectErrorContext): string {
   const e = err as NodeJS.ErrnoException & { reason?: string };
   const code = e?.code ?? '';
   const trust = ctx.caFile ? `the CA file in use is ${ctx.caFile}` : 'no CA file is configured, so only the system CAs are trusted';
+  if (code === 'CERT_NOT_YET_VALID') {
+    // The certificate is fine; the clock is not (a Pi without a real-time clock, before NTP answers).
+    const now = new Date(ctx.now ?? Date.now()).toISOString();
+    return `this ${ctx.machine ?? 'machine'}'s clock is behind: it says ${now}, before the hub's certificate at ${ctx.hub} became valid (CERT_NOT_YET_VALID); fix the clock (NTP: is the network up, is UDP 123 allowed?)`;
+  }
   if (CERT_CODES.has(code)) {
     return `the hub's certificate at ${ctx.hub} is not trusted (${code}: ${e.message}); ${trust}`;
   }

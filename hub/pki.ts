@@ -13,6 +13,19 @@ export interface KeyAndCert {
 
 const CA_YEARS = 10;
 const SERVER_YEARS = 2;
+/**
+ * How far before its creation a certificate is valid. A Pi has no real-time clock: it boots with the
+ * time fake-hwclock saved at its last shutdown (or 1970) until NTP answers, which may be weeks
+ * behind for a device that sat in a drawer. Its TLS check of the hub must not fail for that alone.
+ */
+export const CERT_BACKDATE_MS = 30 * 24 * 3600_000;
+
+/** Validity of a new certificate: from `validFrom` (default: CERT_BACKDATE_MS ago) for `years`. */
+export interface ValidityOptions {
+  years?: number;
+  /** Start of validity (tests use a future one to play a device whose clock is behind). */
+  validFrom?: Date;
+}
 
 function newKeyPair(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; keyPem: string } {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -28,18 +41,18 @@ function serial(): string {
   return b.toString('hex');
 }
 
-function validity(cert: forge.pki.Certificate, years: number): void {
-  const now = new Date();
-  cert.validity.notBefore = new Date(now.getTime() - 5 * 60_000); // tolerate a little clock skew
-  cert.validity.notAfter = new Date(now.getTime() + years * 365 * 24 * 3600_000);
+function validity(cert: forge.pki.Certificate, years: number, validFrom?: Date): void {
+  const now = Date.now();
+  cert.validity.notBefore = validFrom ?? new Date(now - CERT_BACKDATE_MS);
+  cert.validity.notAfter = new Date(Math.max(now, cert.validity.notBefore.getTime()) + years * 365 * 24 * 3600_000);
 }
 
-export function createCa(commonName: string): KeyAndCert {
+export function createCa(commonName: string, opts: ValidityOptions = {}): KeyAndCert {
   const keys = newKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serial();
-  validity(cert, CA_YEARS);
+  validity(cert, opts.years ?? CA_YEARS, opts.validFrom);
   const attrs = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'devstreams' }];
   cert.setSubject(attrs);
   cert.setIssuer(attrs);
@@ -53,14 +66,14 @@ export function createCa(commonName: string): KeyAndCert {
 }
 
 /** A leaf certificate signed by the CA: a server (with SANs) or a client (device X.509 identity). */
-export function issueCertificate(ca: KeyAndCert, opts: { commonName: string; altNames?: string[]; usage: 'server' | 'client'; years?: number }): KeyAndCert {
+export function issueCertificate(ca: KeyAndCert, opts: { commonName: string; altNames?: string[]; usage: 'server' | 'client' } & ValidityOptions): KeyAndCert {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
   const keys = newKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serial();
-  validity(cert, opts.years ?? SERVER_YEARS);
+  validity(cert, opts.years ?? SERVER_YEARS, opts.validFrom);
   cert.setSubject([{ name: 'commonName', value: opts.commonName }]);
   cert.setIssuer(caCert.subject.attributes);
   const extensions: object[] = [

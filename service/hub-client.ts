@@ -26,6 +26,26 @@ export function clockSkewMessage(hubDate: string | string[] | undefined, nowMs =
   return Number.isFinite(hubMs) ? clockSkewSentence(hubMs - nowMs, nowMs) : undefined;
 }
 
+/** How long `GET /devices` may take before the hub counts as not answering. */
+const LIST_TIMEOUT_MS = 30_000;
+
+interface HubResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** The `message` of IoT Hub's JSON error body, if that is what the body is. */
+function errorMessage(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { message?: unknown; Message?: unknown };
+    const m = parsed.message ?? parsed.Message;
+    return typeof m === 'string' ? m : '';
+  } catch {
+    return '';
+  }
+}
+
 export interface AcceptedStream {
   url: string;
   authToken: string;
@@ -71,36 +91,45 @@ export class HubClient {
     });
   }
 
+  /** One HTTPS request to the hub's service API; network and TLS failures become DevstreamsErrors. */
+  private call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, timeoutMs: number): Promise<HubResponse> {
+    return new Promise<HubResponse>((resolve, reject) => {
+      const req = httpsRequest(
+        { host: this.host, port: this.port, method, path, agent: this.agent, headers: { authorization: this.authorization(), ...headers }, timeout: timeoutMs },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(Object.assign(new Error('the hub did not answer in time'), { code: 'ETIMEDOUT' })));
+      // networkError is async (it may look at the certificate once more): reject with its result.
+      req.on('error', (err) => void this.networkError(err).then(reject, reject));
+      req.end();
+    });
+  }
+
+  /** A 401: the clock when it is far from the hub's, else the credentials. */
+  private refusedCredentials(res: HubResponse, message: string): DevstreamsError {
+    const skew = clockSkewMessage(res.headers.date, (this.opts.now ?? Date.now)());
+    const because = message ? ` (${message})` : '';
+    if (skew) return new DevstreamsError('ECLOCK_SKEW', `the hub refused the service credentials${because}: ${skew}`);
+    return new DevstreamsError('EUNAUTHORIZED', `the hub refused the service credentials${because}: check DEVSTREAMS_CONNECTION_STRING`);
+  }
+
   async requestStream(deviceId: string, streamName: string): Promise<AcceptedStream> {
-    const { statusCode, headers, body } = await new Promise<{ statusCode: number; headers: Record<string, string | string[] | undefined>; body: string }>(
-      (resolve, reject) => {
-        const req = httpsRequest(
-          {
-            host: this.host,
-            port: this.port,
-            method: 'POST',
-            path: streamRequestPath(deviceId, streamName),
-            agent: this.agent,
-            headers: {
-              authorization: this.authorization(),
-              [HEADER.connectTimeout]: String(STREAM_HANDSHAKE_TIMEOUT_S),
-              [HEADER.responseTimeout]: String(STREAM_HANDSHAKE_TIMEOUT_S),
-              'content-length': '0',
-            },
-            timeout: (STREAM_HANDSHAKE_TIMEOUT_S + 10) * 1000,
-          },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-            res.on('error', reject);
-          },
-        );
-        req.on('timeout', () => req.destroy(Object.assign(new Error('the hub did not answer in time'), { code: 'ETIMEDOUT' })));
-        req.on('error', (err) => void this.networkError(err).then(reject));
-        req.end();
+    const res = await this.call(
+      'POST',
+      streamRequestPath(deviceId, streamName),
+      {
+        [HEADER.connectTimeout]: String(STREAM_HANDSHAKE_TIMEOUT_S),
+        [HEADER.responseTimeout]: String(STREAM_HANDSHAKE_TIMEOUT_S),
+        'content-length': '0',
       },
+      (STREAM_HANDSHAKE_TIMEOUT_S + 10) * 1000,
     );
+    const { statusCode, headers, body } = res;
     if (statusCode === 200) {
       if (!parseIsAccepted(headers[HEADER.isAccepted])) {
         const why = headers[HEADER.refusal];
@@ -126,11 +155,8 @@ export class HubClient {
       // not IoT Hub's JSON error body; keep the text
     }
     switch (statusCode) {
-      case 401: {
-        const skew = clockSkewMessage(headers.date, (this.opts.now ?? Date.now)());
-        if (skew) throw new DevstreamsError('ECLOCK_SKEW', `the hub refused the service credentials (${message}): ${skew}`);
-        throw new DevstreamsError('EUNAUTHORIZED', `the hub refused the service credentials (${message}): check DEVSTREAMS_CONNECTION_STRING`);
-      }
+      case 401:
+        throw this.refusedCredentials(res, message);
       case 404:
         if (errorCode === 404001) throw new DevstreamsError('EUNKNOWN_DEVICE', `unknown device "${deviceId}": ${message}`);
         throw new DevstreamsError('EDEVICE_OFFLINE', `device "${deviceId}" is offline: ${message}`);
@@ -172,28 +198,16 @@ export class HubClient {
       });
       ws.once('error', (err) => {
         const { hostname, port } = new URL(stream.url);
-        void this.networkError(err, { host: hostname.replace(/^\[|\]$/g, ''), port: port === '' ? 443 : Number(port) }).then(reject);
+        void this.networkError(err, { host: hostname.replace(/^\[|\]$/g, ''), port: port === '' ? 443 : Number(port) }).then(reject, reject);
       });
     });
   }
 
   /** `GET /devices`: every device with its connection state and last health (our hub; IoT Hub gives no health). */
   async listDevices(): Promise<DeviceView[]> {
-    const { statusCode, body } = await new Promise<{ statusCode: number; body: string }>((resolve, reject) => {
-      const req = httpsRequest(
-        { host: this.host, port: this.port, method: 'GET', path: `${DEVICES_PATH}?api-version=${API_VERSION}`, agent: this.agent, headers: { authorization: this.authorization() }, timeout: 30_000 },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(Object.assign(new Error('the hub did not answer in time'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => reject(this.networkError(err)));
-      req.end();
-    });
-    if (statusCode === 401) throw new DevstreamsError('EUNAUTHORIZED', 'the hub refused the service credentials: check DEVSTREAMS_CONNECTION_STRING');
+    const res = await this.call('GET', `${DEVICES_PATH}?api-version=${API_VERSION}`, {}, LIST_TIMEOUT_MS);
+    const { statusCode, body } = res;
+    if (statusCode === 401) throw this.refusedCredentials(res, errorMessage(body));
     if (statusCode !== 200) throw new DevstreamsError('EHUB_ERROR', `the hub answered ${statusCode} to GET ${DEVICES_PATH}: ${body.slice(0, 200)}`);
     try {
       return JSON.parse(body) as DeviceView[];
