@@ -20,6 +20,22 @@ import { newStreamId, signStreamToken } from './stream-tokens';
 import { DEFAULT_DEVICE_STREAM_LIMIT, DEFAULT_SERVICE_STREAM_LIMIT, RateLimiter, type RateLimit } from './rate-limit';
 import { BRIDGE_PATH_PREFIX } from './streaming-endpoint';
 
+export interface OpenStreamOptions {
+  trackingId?: string;
+  connectTimeoutS?: number;
+  responseTimeoutS?: number;
+  /** Aborting stops the wait for the device's answer. */
+  signal?: AbortSignal;
+  /** Who asked (the console's signed-in operator), for the streams view. */
+  operator?: string;
+}
+
+/** The device's answer to a stream request, or why there was none (an IoT Hub error name). */
+export type StreamGrant =
+  | { accepted: true; streamId: string; url: string; serviceToken: string }
+  | { accepted: false; reason?: string }
+  | { error: HubErrorName; message: string };
+
 interface Waiter {
   resolve: (r: { status: number; payload: Buffer } | 'offline' | 'timeout') => void;
 }
@@ -65,6 +81,8 @@ export class ServiceApi {
       rateLimits?: { device?: RateLimit; service?: RateLimit };
       /** Online state and last health per device, for `GET /devices`. */
       devices?: DeviceHealth;
+      /** Told of every accepted stream: which service and (console) operator it is for. */
+      onStreamGranted?: (streamId: string, meta: { service: string; operator?: string; exp: number }) => void;
     },
   ) {
     this.deviceLimiter = new RateLimiter(deps.rateLimits?.device ?? DEFAULT_DEVICE_STREAM_LIMIT);
@@ -150,13 +168,40 @@ export class ServiceApi {
   }
 
   private async requestStream(req: IncomingMessage, res: ServerResponse, deviceId: string, streamName: string, trackingId: string): Promise<void> {
-    const { broker, log, secrets } = this.deps;
-    const ctx = { device: deviceId, service: streamName, trackingId };
-    if (!this.known(deviceId)) return this.fail(res, 'DeviceNotFound', `device "${deviceId}" is not registered with this hub`, trackingId);
-    if (!broker.isOnline(deviceId)) return this.fail(res, 'DeviceNotOnline', `device "${deviceId}" is not connected to the hub`, trackingId);
+    const controller = new AbortController();
+    // A service that gives up (closes its request) stops the wait.
+    res.on('close', () => controller.abort());
+    const grant = await this.openStream(deviceId, streamName, {
+      trackingId,
+      connectTimeoutS: timeoutHeader(req, HEADER.connectTimeout),
+      responseTimeoutS: timeoutHeader(req, HEADER.responseTimeout),
+      signal: controller.signal,
+    });
+    if (res.destroyed) return;
+    if ('error' in grant) return this.fail(res, grant.error, grant.message, trackingId);
+    const headers: Record<string, string> = { [HEADER.isAccepted]: grant.accepted ? 'True' : 'False', 'content-length': '0' };
+    if (grant.accepted) {
+      headers[HEADER.url] = grant.url;
+      headers[HEADER.authToken] = grant.serviceToken;
+    } else if (grant.reason) {
+      headers[HEADER.refusal] = grant.reason;
+    }
+    res.writeHead(200, headers).end();
+  }
 
-    const connectTimeoutS = timeoutHeader(req, HEADER.connectTimeout);
-    const responseTimeoutS = timeoutHeader(req, HEADER.responseTimeout);
+  /**
+   * Asks the device for a stream and waits for its answer: the service API's request, and the one
+   * the hub's console makes on an operator's behalf (hub/console/). Never throws.
+   */
+  async openStream(deviceId: string, streamName: string, o: OpenStreamOptions = {}): Promise<StreamGrant> {
+    const { broker, log, secrets } = this.deps;
+    const trackingId = o.trackingId ?? randomUUID();
+    const ctx = { device: deviceId, service: streamName, trackingId };
+    if (!this.known(deviceId)) return { error: 'DeviceNotFound', message: `device "${deviceId}" is not registered with this hub` };
+    if (!broker.isOnline(deviceId)) return { error: 'DeviceNotOnline', message: `device "${deviceId}" is not connected to the hub` };
+
+    const connectTimeoutS = o.connectTimeoutS ?? STREAM_HANDSHAKE_TIMEOUT_S;
+    const responseTimeoutS = o.responseTimeoutS ?? STREAM_HANDSHAKE_TIMEOUT_S;
     const streamId = newStreamId();
     const requestId = `${this.deps.requestIdPrefix ?? ''}${this.nextRequestId++}`;
     const exp = Date.now() + connectTimeoutS * 1000;
@@ -171,32 +216,30 @@ export class ServiceApi {
       this.waiters.set(waitKey, { resolve });
       timer = setTimeout(() => resolve('timeout'), responseTimeoutS * 1000);
     });
-    // A service that gives up (closes its request) stops the wait.
-    res.on('close', () => this.waiters.get(waitKey)?.resolve('timeout'));
+    const onAbort = (): void => this.waiters.get(waitKey)?.resolve('timeout');
+    o.signal?.addEventListener('abort', onAbort, { once: true });
     if (!broker.sendStreamRequest(deviceId, { streamName, requestId, url: streamUrl, authToken: deviceToken })) {
       this.waiters.delete(waitKey);
       clearTimeout(timer);
-      return this.fail(res, 'DeviceNotOnline', `device "${deviceId}" is connected but not listening for stream requests`, trackingId);
+      o.signal?.removeEventListener('abort', onAbort);
+      return { error: 'DeviceNotOnline', message: `device "${deviceId}" is connected but not listening for stream requests` };
     }
     const result = await answer;
     this.waiters.delete(waitKey);
     clearTimeout(timer);
-    if (res.destroyed) return;
+    o.signal?.removeEventListener('abort', onAbort);
     if (result === 'timeout') {
-      log.warn(ctx, 'device did not answer the stream request in time');
-      return this.fail(res, 'GatewayTimeout', 'Timed out waiting for the response from device.', trackingId);
+      if (!o.signal?.aborted) log.warn(ctx, 'device did not answer the stream request in time');
+      return { error: 'GatewayTimeout', message: 'Timed out waiting for the response from device.' };
     }
-    if (result === 'offline') return this.fail(res, 'DeviceNotOnline', `device "${deviceId}" went offline before answering`, trackingId);
+    if (result === 'offline') return { error: 'DeviceNotOnline', message: `device "${deviceId}" went offline before answering` };
     const accepted = result.status === 200;
     log.info({ ...ctx, stream: streamId.slice(0, 8), accepted }, accepted ? 'stream accepted by device' : 'stream refused by device');
-    const headers: Record<string, string> = { [HEADER.isAccepted]: accepted ? 'True' : 'False', 'content-length': '0' };
-    if (accepted) {
-      headers[HEADER.url] = streamUrl;
-      headers[HEADER.authToken] = serviceToken;
-    } else {
+    if (!accepted) {
       const reason = refusalReason(result.payload);
-      if (reason) headers[HEADER.refusal] = reason;
+      return { accepted: false, ...(reason ? { reason } : {}) };
     }
-    res.writeHead(200, headers).end();
+    this.deps.onStreamGranted?.(streamId, { service: streamName, ...(o.operator ? { operator: o.operator } : {}), exp });
+    return { accepted: true, streamId, url: streamUrl, serviceToken };
   }
 }
