@@ -92,8 +92,9 @@ export class TcpStreamSession {
     this.tunnel = startTunnel(target, ws, this.ctx.onActivity ? { onActivity: this.ctx.onActivity } : {});
     const r = await this.tunnel.done;
     const reason = r.error ? `error: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` : `${r.endedBy} closed${r.closeReason ? `: ${r.closeReason}` : ''} (${r.closeCode})`;
-    this.ctx.log.info(
-      { bytes_to_target: r.bytesIn, bytes_from_target: r.bytesOut },
+    // Anything but an end both sides agreed on reset the target: a warning, with what was moved.
+    this.ctx.log[r.clean ? 'info' : 'warn'](
+      { bytes_to_target: r.bytesIn, bytes_from_target: r.bytesOut, close_code: r.closeCode },
       `stream closed: ${reason}, sent ${formatBytes(r.bytesOut)} received ${formatBytes(r.bytesIn)}`,
     );
     return { outcome: 'closed', bytes_to_target: r.bytesIn, bytes_from_target: r.bytesOut, duration_ms: elapsed(), reason };

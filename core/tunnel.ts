@@ -35,13 +35,30 @@ export interface TunnelResult {
   closeCode: number;
   closeReason: string;
   endedBy: 'local' | 'remote';
+  /**
+   * Both ends ended the stream (close 1000 after the ends were exchanged, no error): the local side
+   * got a FIN. Anything else (shutdown 1001, lost peer, limit, error) reset it and is a failure.
+   */
+  clean: boolean;
   error?: Error;
 }
 
 export interface Tunnel {
   done: Promise<TunnelResult>;
-  /** Ends the stream from our side with a code and a reason the other side can show. */
+  /**
+   * Ends the stream from our side with a code and a reason the other side can show. Any code but
+   * 1000 also resets the local side at once: it must not wait for the peer to learn the stream failed.
+   */
   close(code: number, reason: string): void;
+}
+
+/** Resets a local byte stream: RST for a TCP socket (never a FIN that reads as a clean end), destroy otherwise. */
+export function resetLocal(local: Duplex): void {
+  if (local instanceof Socket) {
+    if (!local.destroyed) local.resetAndDestroy();
+  } else {
+    local.destroy();
+  }
 }
 
 type Callback = () => void;
@@ -49,8 +66,9 @@ type Callback = () => void;
 /**
  * Joins a local byte stream (TCP socket, PTY) and a streaming WebSocket: two pumps with
  * backpressure, one close path. A local end becomes a normal close (1000) once everything read has
- * been sent; a normal remote close becomes a FIN after everything received has been written; an
- * abnormal one resets the local side so its peer does not mistake a failure for a clean end.
+ * been sent; a normal remote close (1000) becomes a FIN after everything received has been written.
+ * Every other end (1001 shutdown, lost peer, limit, error, a local side closed without its end)
+ * resets the local side, so its peer does not mistake a cut stream for a finished one.
  *
  * The WebSocket must be open; pause it (`ws.pause()`) until the tunnel takes it so no frame is lost.
  * Local sockets should be `allowHalfOpen` so their ends are driven from here.
@@ -65,6 +83,7 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
   let closeText = '';
   let wsClosed = false;
   let localClosed = false;
+  let localEnded = false;
   let wsWaitsForLocalDrain = false;
   let sentEof = false;
   let receivedEof = false;
@@ -88,7 +107,8 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
     sink.off('drain', sinkOnDrain);
     ws.off('message', wsOnMessage);
     ws.off('close', wsOnClose);
-    resolveDone({ bytesOut, bytesIn, closeCode, closeReason: closeText, endedBy: endedBy ?? 'remote', ...(error ? { error } : {}) });
+    const clean = closeCode === CLOSE.NORMAL && !error;
+    resolveDone({ bytesOut, bytesIn, closeCode, closeReason: closeText, endedBy: endedBy ?? 'remote', clean, ...(error ? { error } : {}) });
   };
 
   // local → WebSocket
@@ -102,6 +122,7 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
     if (!wsClosed) local.resume();
   }
   function localOnEnd(): void {
+    localEnded = true;
     if (wsClosed) return;
     endedBy ??= 'local';
     const text = opts.finalText?.();
@@ -123,7 +144,9 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
     localClosed = true;
     if (!wsClosed) {
       endedBy ??= 'local';
-      closeWs(CLOSE.NORMAL, '');
+      // Closed without its end, or before the peer's end could be written: the stream was cut here.
+      if (localEnded && (receivedEof || !halfClose)) closeWs(CLOSE.NORMAL, '');
+      else closeWs(CLOSE.PEER_LOST, 'local connection closed before the stream ended');
     }
     settle();
   }
@@ -166,7 +189,7 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
     closeText = reason.toString();
     endedBy ??= 'remote';
     if (localClosed) return settle();
-    if (code === CLOSE.NORMAL || code === CLOSE.GOING_AWAY) {
+    if (code === CLOSE.NORMAL) {
       if (local.writableEnded && local.readableEnded) return;
       // FIN after the last byte; keep reading (and dropping) until the peer closes too, so the kernel
       // does not answer unread data with a reset that could cut off what we just sent.
@@ -174,10 +197,8 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
       local.resume();
       linger = setTimeout(() => local.destroy(), LINGER_MS);
       linger.unref();
-    } else if (local instanceof Socket) {
-      local.resetAndDestroy();
     } else {
-      local.destroy();
+      resetLocal(local);
     }
   }
   function wsOnError(err: Error): void {
@@ -207,6 +228,7 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
     close(code, reason) {
       endedBy ??= 'local';
       closeWs(code, reason);
+      if (code !== CLOSE.NORMAL && !localClosed) resetLocal(local);
     },
   };
 }

@@ -116,7 +116,9 @@ export class StreamingEndpoint {
       const left = (this.perDevice.get(id) ?? 1) - 1;
       if (left > 0) this.perDevice.set(id, left);
       else this.perDevice.delete(id);
-      this.log.info(
+      // Clean only when both sides closed normally; any other end reset someone's local connection.
+      const clean = device.closed?.code === CLOSE.NORMAL && service.closed?.code === CLOSE.NORMAL;
+      this.log[clean ? 'info' : 'warn'](
         {
           ...ctx,
           device_to_service: device.bytes,
@@ -126,7 +128,7 @@ export class StreamingEndpoint {
           service_close: service.closed?.code,
           active: this.activeStreams,
         },
-        `stream closed device→service ${formatBytes(device.bytes)} service→device ${formatBytes(service.bytes)}`,
+        `stream ${clean ? 'closed' : 'cut'}${clean ? '' : ` (${[device.closed?.reason, service.closed?.reason].filter(Boolean).join('; ') || 'connection lost'})`} device→service ${formatBytes(device.bytes)} service→device ${formatBytes(service.bytes)}`,
       );
     });
   }

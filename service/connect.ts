@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket, type AddressInfo } from 'node:n
 import { formatHostPort } from '../core/address';
 import { formatBytes } from '../core/format';
 import type { Logger } from '../core/log';
-import { startTunnel } from '../core/tunnel';
+import { resetLocal, startTunnel } from '../core/tunnel';
 import { closeStreamSocket } from '../core/ws-sink';
 import { CLOSE, isDevstreamsError } from '../wire';
 import { HubClient } from './hub-client';
@@ -61,13 +61,13 @@ export class Connect {
       }
       log.info({ setup_ms: Date.now() - started, open: this.sockets.size }, 'stream open');
       const r = await startTunnel(socket, ws).done;
-      const failed = r.closeCode >= 4000 || r.closeCode === 1006;
-      const msg = `stream closed${r.closeReason ? `: ${r.closeReason}` : ''}, sent ${formatBytes(r.bytesOut)} received ${formatBytes(r.bytesIn)}`;
-      if (failed) log.warn({ close_code: r.closeCode, bytes_out: r.bytesOut, bytes_in: r.bytesIn }, msg);
-      else log.info({ close_code: r.closeCode, bytes_out: r.bytesOut, bytes_in: r.bytesIn }, msg);
+      // Only an end both sides agreed on (1000) reached the client as a FIN; the rest (1001 included) was a reset.
+      const why = r.closeReason || (r.error ? ((r.error as NodeJS.ErrnoException).code ?? r.error.message) : r.closeCode === 1006 ? 'connection to the hub lost' : '');
+      const msg = `stream ${r.clean ? 'closed' : 'reset'}${why ? `: ${why}` : ''} (${r.closeCode}), sent ${formatBytes(r.bytesOut)} received ${formatBytes(r.bytesIn)}`;
+      log[r.clean ? 'info' : 'warn']({ close_code: r.closeCode, bytes_out: r.bytesOut, bytes_in: r.bytesIn }, msg);
     } catch (err) {
       log.error({ code: isDevstreamsError(err) ? err.code : undefined }, `stream to ${deviceId}/${service} failed: ${(err as Error).message}`);
-      socket.destroy();
+      resetLocal(socket); // the client must not take a stream that never opened for an empty one
     }
   }
 
@@ -80,7 +80,8 @@ export class Connect {
     const server = this.server;
     this.server = undefined;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
-    for (const s of this.sockets) s.destroy();
+    // Streams still open did not end at both ends: their clients see a reset, never a FIN.
+    for (const s of this.sockets) resetLocal(s);
     await closed;
     this.opts.client.close();
   }

@@ -196,8 +196,8 @@ export class PtyStreamSession {
     const reason = r.error
       ? `error: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`
       : `${r.endedBy} closed${r.closeReason ? `: ${r.closeReason}` : ''} (${r.closeCode}), ${how}`;
-    log.info(
-      { bytes_to_target: r.bytesIn, bytes_from_target: r.bytesOut, exit_code: exit?.code, exit_signal: exit?.signal, ...(badControl ? { bad_control_messages: badControl } : {}) },
+    log[r.clean ? 'info' : 'warn'](
+      { bytes_to_target: r.bytesIn, bytes_from_target: r.bytesOut, close_code: r.closeCode, exit_code: exit?.code, exit_signal: exit?.signal, ...(badControl ? { bad_control_messages: badControl } : {}) },
       `shell session closed: ${reason}, sent ${formatBytes(r.bytesOut)} received ${formatBytes(r.bytesIn)}`,
     );
     return {
