@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { provisionFromBoot } from '../agent/provision';
 
 /** `devstreams provision`: what devstreams-firstboot.service runs on a Pi image's first boot. */
 export function provisionCommand(): Command {
@@ -8,7 +7,8 @@ export function provisionCommand(): Command {
     .option('--boot-dir <dir...>', 'boot partition mount points, searched in order', ['/boot/firmware', '/boot'])
     .option('--config-dir <dir>', 'the agent config directory', '/etc/devstreams')
     .option('--group <name>', 'the group that may read agent.yaml (the service group)', 'devstreams')
-    .action((opts: { bootDir: string[]; configDir: string; group: string }) => {
+    .action(async (opts: { bootDir: string[]; configDir: string; group: string }) => {
+      const { provisionFromBoot } = await import('../agent/provision');
       const result = provisionFromBoot({ bootDirs: opts.bootDir, configDir: opts.configDir, group: opts.group });
       if (!result.bootDir) {
         process.stdout.write(`nothing to provision in ${opts.bootDir.join(', ')}\n`);

@@ -5,7 +5,7 @@ import { connect as mqttConnect, type IClientOptions } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent';
 import { parseAgentConfig } from '../agent/config';
-import { addX509Device } from '../cli/security-commands';
+import { addX509Device } from '../cli/run/hub-devices';
 import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
 import { createCa, issueCertificate } from '../hub/pki';
 import { createSasToken, deviceResourceUri, mqttUsername } from '../wire';

@@ -6,7 +6,7 @@ import { Agent } from '../agent/agent';
 import { parseAgentConfig } from '../agent/config';
 import { ControlChannel } from '../agent/control-channel';
 import { Backoff } from '../core/backoff';
-import { addX509Device } from '../cli/security-commands';
+import { addX509Device } from '../cli/run/hub-devices';
 import { dialThroughProxy, parseProxyUrl, proxyFor } from '../core/proxy';
 import { HubClient } from '../service/hub-client';
 import { isDevstreamsError, parseDeviceConnectionString, parseServiceConnectionString } from '../wire';

@@ -19,10 +19,10 @@ export interface CliProcess {
   stop: (signal?: NodeJS.Signals) => Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs `node dist/devstreams.cjs ...args` as a real process with JSON logs on stderr. */
-export function runCli(args: string[], env: Record<string, string> = {}, cwd?: string): CliProcess {
-  requireBundle();
-  const proc = spawn(process.execPath, [BUNDLE, ...args], {
+/** Runs `node dist/devstreams.cjs ...args` (or another build of the CLI) as a real process with JSON logs on stderr. */
+export function runCli(args: string[], env: Record<string, string> = {}, cwd?: string, bundle = BUNDLE): CliProcess {
+  if (bundle === BUNDLE) requireBundle();
+  const proc = spawn(process.execPath, [bundle, ...args], {
     env: { ...process.env, DEVSTREAMS_LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(cwd ? { cwd } : {}),

@@ -1,0 +1,16 @@
+import { formatHostPort, parseHostPort } from '../../core/address';
+import { createLogger } from '../../core/log';
+import { Connect } from '../../service/connect';
+import { serviceClient, type ServiceCliOptions } from './service-client';
+import { runUntilSignalled } from './until-signalled';
+
+/** `devstreams connect DEVICE SERVICE -l PORT`: runs until SIGTERM/SIGINT. */
+export async function runConnect(device: string, service: string, opts: ServiceCliOptions & { listen: string }): Promise<void> {
+  const log = createLogger('connect');
+  const client = serviceClient(opts);
+  const part = new Connect({ client, deviceId: device, service, listen: parseHostPort(opts.listen, '127.0.0.1'), log });
+  runUntilSignalled(part, log);
+  await part.start();
+  const { host, port } = part.address;
+  process.stdout.write(`listening on ${formatHostPort(host, port)}, forwarding to ${device}/${service}\n`);
+}

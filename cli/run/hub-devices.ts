@@ -1,0 +1,72 @@
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DeviceRegistry, HubDataDir, type KeyName } from '../../hub/data-dir';
+import { issueCertificate } from '../../hub/pki';
+import { DevstreamsError, formatDeviceConnectionString, formatServiceConnectionString } from '../../wire';
+
+/** Device certificates last as long as server certificates; reissue with `add-device --x509 --renew`. */
+const DEVICE_CERT_YEARS = 2;
+
+function writePrivate(file: string, text: string): void {
+  writeFileSync(file, text, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+/**
+ * `hub add-device ID --x509`: registers an X.509 device and issues its certificate (CN = device id,
+ * clientAuth, signed by the hub CA) into OUT as ID.pem and ID-key.pem, both 0600. Prints the file
+ * names and, last, the connection string (`x509=true`).
+ */
+export function addX509Device(dataDir: string, id: string, outDir: string): { certFile: string; keyFile: string; connectionString: string } {
+  const dir = new HubDataDir(dataDir);
+  const settings = dir.settings();
+  new DeviceRegistry(dir).add(id, { x509: true });
+  const ca = { certPem: readFileSync(dir.path('ca.pem'), 'utf8'), keyPem: readFileSync(dir.path('ca-key.pem'), 'utf8') };
+  const issued = issueCertificate(ca, { commonName: id, usage: 'client', years: DEVICE_CERT_YEARS });
+  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  const certFile = resolve(join(outDir, `${id}.pem`));
+  const keyFile = resolve(join(outDir, `${id}-key.pem`));
+  writePrivate(keyFile, issued.keyPem);
+  writePrivate(certFile, issued.certPem);
+  return { certFile, keyFile, connectionString: formatDeviceConnectionString({ hostName: settings.host_name, deviceId: id, x509: true }) };
+}
+
+/** `hub add-device ID [--x509]`: prints the connection string last. */
+export function addDevice(id: string, opts: { dataDir: string; x509?: boolean; out: string }): void {
+  if (opts.x509) {
+    const issued = addX509Device(opts.dataDir, id, opts.out);
+    process.stderr.write(`certificate ${issued.certFile}
+key ${issued.keyFile}
+(set hub.cert and hub.key in the agent config; keep both 0600)
+`);
+    process.stdout.write(`${issued.connectionString}
+`);
+    return;
+  }
+  const dir = new HubDataDir(opts.dataDir);
+  const settings = dir.settings();
+  const record = new DeviceRegistry(dir).add(id);
+  process.stdout.write(`${formatDeviceConnectionString({ hostName: settings.host_name, deviceId: id, sharedAccessKey: record.primary_key })}\n`);
+}
+
+/** `hub service-string`: the service connection string. */
+export function printServiceString(opts: { dataDir: string }): void {
+  const dir = new HubDataDir(opts.dataDir);
+  const settings = dir.settings();
+  const secrets = dir.secrets();
+  process.stdout.write(
+    `${formatServiceConnectionString({ hostName: settings.host_name, sharedAccessKeyName: secrets.service_policy_name, sharedAccessKey: secrets.service_policy_key })}\n`,
+  );
+}
+
+/** `hub rotate-key ID --key primary|secondary`: replaces one key, prints the connection string with the new key. */
+export function rotateKey(id: string, opts: { dataDir: string; key: string }): void {
+  if (opts.key !== 'primary' && opts.key !== 'secondary') throw new DevstreamsError('EUSAGE', '--key must be primary or secondary');
+  const which = opts.key as KeyName;
+  const dir = new HubDataDir(opts.dataDir);
+  const settings = dir.settings();
+  const record = new DeviceRegistry(dir).rotateKey(id, which);
+  const other = which === 'primary' ? 'secondary' : 'primary';
+  process.stderr.write(`replaced the ${which} key of "${id}"; the ${other} key still works. Devices using the old ${which} key are refused from their next connect.\n`);
+  process.stdout.write(`${formatDeviceConnectionString({ hostName: settings.host_name, deviceId: id, sharedAccessKey: record[`${which}_key`] })}\n`);
+}
