@@ -16,7 +16,7 @@ import {
   verifySasToken,
   type StreamRequest,
 } from '../wire';
-import type { DeviceRegistry } from './data-dir';
+import type { DeviceRegistry } from './device-registry';
 import type { ControlPlane } from './control-plane';
 
 /**
@@ -127,6 +127,7 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
     if (!user || user.deviceId !== client.id) return refuse(BAD_USERNAME_OR_PASSWORD, 'username is not {host}/{deviceId}/?api-version=… for this client id');
     const device = this.registry.get(client.id);
     if (!device) return refuse(NOT_AUTHORIZED, 'unknown device');
+    if (device.status === 'disabled') return refuse(NOT_AUTHORIZED, 'device is disabled (hub enable-device)');
     if (device.authentication === 'x509_ca') {
       const why = x509Refusal(client);
       if (why) return refuse(NOT_AUTHORIZED, why);

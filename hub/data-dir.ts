@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../core/atomic-file';
 import { join } from 'node:path';
 import { DevstreamsError } from '../wire';
+import { newKey } from './device-registry';
 import { certificateAltNames, createCa, issueCertificate, type KeyAndCert } from './pki';
 
 /**
@@ -10,8 +12,10 @@ import { certificateAltNames, createCa, issueCertificate, type KeyAndCert } from
  *   ca.pem        the CA devices and services trust (give it to them)
  *   ca-key.pem, server.pem, server-key.pem
  *   secrets.json  service policy key and the stream-token signing key (0600)
- *   devices.json  the device registry (0600)
- * Files are written atomically (temp file, rename), secrets with mode 0600.
+ *   devices.json  the device registry (0600, device-registry.ts)
+ *   operators.json  the operators and their keys (0600, operators.ts; absent: one operator, `service`,
+ *                 with the key in secrets.json)
+ * Files are written atomically (temp file, fsync, rename), secrets with mode 0600.
  */
 export const SERVICE_POLICY_NAME = 'service';
 
@@ -26,29 +30,8 @@ export interface HubSecrets {
   stream_signing_key: string;
 }
 
-export interface DeviceRecord {
-  primary_key: string;
-  secondary_key: string;
-  created: string;
-  /**
-   * `sas` (default): the device signs tokens with either key. `x509_ca`: it presents a client
-   * certificate signed by the hub's CA whose CN is its id; keys are refused (they exist only so the
-   * record keeps one shape).
-   */
-  authentication?: 'sas' | 'x509_ca';
-}
-
-export type KeyName = 'primary' | 'secondary';
-
-export function newKey(): string {
-  return randomBytes(32).toString('base64');
-}
-
 function writeAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
+  writeFileAtomicSync(path, data, mode);
 }
 
 function readJson<T>(path: string): T {
@@ -135,87 +118,7 @@ export class HubDataDir {
     this.requireInitialized();
     return readJson<HubSecrets>(this.path('secrets.json'));
   }
-
-  readDevices(): Record<string, DeviceRecord> {
-    return readJson<{ devices: Record<string, DeviceRecord> }>(this.path('devices.json')).devices;
-  }
-
-  writeDevices(devices: Record<string, DeviceRecord>): void {
-    writeAtomic(this.path('devices.json'), JSON.stringify({ devices }, null, 2) + '\n', 0o600);
-  }
 }
 
-/** IoT Hub device ids: up to 128 of letters, digits and `-.%_*?!(),=@$'` with `:` too; we allow a safe subset. */
-const DEVICE_ID = /^[A-Za-z0-9\-._:@]{1,128}$/;
-
-export function assertDeviceId(id: string): void {
-  if (!DEVICE_ID.test(id)) {
-    throw new DevstreamsError('EUSAGE', `device id "${id}" must be 1-128 of letters, digits and - . _ : @`);
-  }
-}
-
-/**
- * The device registry, read from devices.json and re-read when the file changes, so `hub add-device`
- * works against a running hub without a restart.
- */
-export class DeviceRegistry {
-  private devices: Record<string, DeviceRecord> = {};
-  private mtimeMs = -1;
-
-  constructor(private readonly dataDir: HubDataDir) {}
-
-  private refresh(): void {
-    const st = statSync(this.dataDir.path('devices.json'), { throwIfNoEntry: false });
-    if (!st || st.mtimeMs === this.mtimeMs) return;
-    this.devices = this.dataDir.readDevices();
-    this.mtimeMs = st.mtimeMs;
-  }
-
-  get(deviceId: string): DeviceRecord | undefined {
-    this.refresh();
-    return Object.hasOwn(this.devices, deviceId) ? this.devices[deviceId] : undefined;
-  }
-
-  list(): string[] {
-    this.refresh();
-    return Object.keys(this.devices);
-  }
-
-  add(deviceId: string, opts: { x509?: boolean } = {}): DeviceRecord {
-    assertDeviceId(deviceId);
-    this.refresh();
-    const existing = this.devices[deviceId];
-    if (existing) {
-      if (Boolean(opts.x509) !== (existing.authentication === 'x509_ca')) {
-        throw new DevstreamsError('EUSAGE', `device "${deviceId}" is already registered with ${existing.authentication === 'x509_ca' ? 'an X.509 certificate' : 'keys'}`);
-      }
-      return existing;
-    }
-    const record: DeviceRecord = {
-      primary_key: newKey(),
-      secondary_key: newKey(),
-      created: new Date().toISOString(),
-      ...(opts.x509 ? { authentication: 'x509_ca' as const } : {}),
-    };
-    const next = { ...this.dataDir.readDevices(), [deviceId]: record };
-    this.dataDir.writeDevices(next);
-    this.devices = next;
-    return record;
-  }
-
-  /**
-   * Replaces one of a device's two keys with a fresh one and returns the record. The other key keeps
-   * working, so a fleet rolls over without downtime: move devices to the other key, then rotate this one.
-   */
-  rotateKey(deviceId: string, which: KeyName): DeviceRecord {
-    const current = this.dataDir.readDevices();
-    const record = Object.hasOwn(current, deviceId) ? current[deviceId] : undefined;
-    if (!record) throw new DevstreamsError('EUSAGE', `device "${deviceId}" is not registered`);
-    if (record.authentication === 'x509_ca') throw new DevstreamsError('EUSAGE', `device "${deviceId}" authenticates with an X.509 certificate, not keys`);
-    const next: DeviceRecord = { ...record, [`${which}_key`]: newKey() };
-    const devices = { ...current, [deviceId]: next };
-    this.dataDir.writeDevices(devices);
-    this.devices = devices;
-    return next;
-  }
-}
+// The device registry moved to device-registry.ts; re-exported for code written against this file.
+export { DeviceRegistry, assertDeviceId, newKey, type DeviceRecord, type KeyName } from './device-registry';

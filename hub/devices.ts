@@ -1,6 +1,6 @@
 import type { Logger } from '../core/log';
 import type { ControlPlane } from './control-plane';
-import type { DeviceRegistry } from './data-dir';
+import type { DeviceRegistry } from './device-registry';
 
 /**
  * What the hub knows about each device's health: online or not (the broker sees the MQTT session
@@ -15,6 +15,8 @@ export interface DeviceView {
   /** IoT Hub's device identity names, so a client of IoT Hub's registry API can read these too. */
   deviceId: string;
   connectionState: 'Connected' | 'Disconnected';
+  /** IoT Hub's `status`: a disabled device is refused at connect and gets no streams. */
+  status: 'enabled' | 'disabled';
   lastActivityTime: string | null;
   /** Ours: streams of this device open through this hub now. */
   activeStreams: number;
@@ -50,6 +52,10 @@ export class DeviceHealth {
       e.lastSeen = new Date();
     });
     broker.on('telemetry', (id, payload) => this.onTelemetry(id, payload));
+    // A removed device leaves the list with its health (it can only come back by being added again).
+    registry.on('change', ({ deviceId, change }) => {
+      if (change === 'removed') this.entries.delete(deviceId);
+    });
   }
 
   private entry(id: string): Entry {
@@ -86,6 +92,7 @@ export class DeviceHealth {
       return {
         deviceId: id,
         connectionState: e?.online ? 'Connected' : 'Disconnected',
+        status: this.registry.get(id)?.status === 'disabled' ? 'disabled' : 'enabled',
         lastActivityTime: e?.lastSeen?.toISOString() ?? null,
         activeStreams: this.activeStreams(id),
         health: e?.health ?? null,

@@ -14,7 +14,8 @@ import { ExternalBroker, type ExternalBrokerOptions } from './external-broker';
 import { randomBytes } from 'node:crypto';
 import type { RateLimit } from './rate-limit';
 import { DeviceHealth } from './devices';
-import { DeviceRegistry, HubDataDir } from './data-dir';
+import { HubDataDir } from './data-dir';
+import { DeviceRegistry } from './device-registry';
 import { ServiceApi } from './service-api';
 import { BRIDGE_PATH_PREFIX, StreamingEndpoint } from './streaming-endpoint';
 
@@ -68,6 +69,8 @@ export class Hub {
   private mqttWss?: WebSocketServer;
   private hostName = '';
   private mqttServer?: TlsServer;
+  /** The device registry as the hub follows it; its `change` events name each device change. */
+  registry?: DeviceRegistry;
 
   constructor(private readonly opts: HubOptions) {}
 
@@ -92,7 +95,12 @@ export class Hub {
     ];
     const tls = dataDir.prepare({ host_name: '', listen: formatHostPort(listen.host, listen.port) }, certHosts);
     const secrets = dataDir.secrets();
-    const registry = new DeviceRegistry(dataDir);
+    // A devices.json that does not parse stops the start (exit 78, file:line:col); once running, the
+    // hub keeps the last good registry instead. Its `change` events tell the session holders.
+    const registry = new DeviceRegistry(dataDir, log.child({ part: 'registry' }));
+    registry.load();
+    registry.watch();
+    this.registry = registry;
 
     const external = this.opts.externalBroker;
     // Request ids carry the instance id, so a device's answer seen by every hub finds only the one that asked.
@@ -187,6 +195,7 @@ export class Hub {
     const server = this.server;
     this.server = undefined;
     server?.close();
+    this.registry?.stop();
     for (const [name, part] of [
       ['streaming endpoint', this.endpoint],
       ['broker', this.broker],

@@ -15,7 +15,8 @@ import {
 } from '../wire';
 import type { ControlPlane } from './control-plane';
 import type { DeviceHealth } from './devices';
-import type { DeviceRegistry, HubSecrets } from './data-dir';
+import type { HubSecrets } from './data-dir';
+import type { DeviceRegistry } from './device-registry';
 import { newStreamId, signStreamToken } from './stream-tokens';
 import { DEFAULT_DEVICE_STREAM_LIMIT, DEFAULT_SERVICE_STREAM_LIMIT, RateLimiter, type RateLimit } from './rate-limit';
 import { BRIDGE_PATH_PREFIX } from './streaming-endpoint';
@@ -198,6 +199,7 @@ export class ServiceApi {
     const trackingId = o.trackingId ?? randomUUID();
     const ctx = { device: deviceId, service: streamName, trackingId };
     if (!this.known(deviceId)) return { error: 'DeviceNotFound', message: `device "${deviceId}" is not registered with this hub` };
+    if (this.deps.registry.get(deviceId)?.status === 'disabled') return { error: 'DeviceNotOnline', message: `device "${deviceId}" is disabled` };
     if (!broker.isOnline(deviceId)) return { error: 'DeviceNotOnline', message: `device "${deviceId}" is not connected to the hub` };
 
     const connectTimeoutS = o.connectTimeoutS ?? STREAM_HANDSHAKE_TIMEOUT_S;

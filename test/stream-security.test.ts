@@ -7,7 +7,8 @@ import { Agent } from '../agent/agent';
 import { parseAgentConfig } from '../agent/config';
 import { allowedStreamHosts, streamUrlRefusal } from '../agent/stream-policy';
 import { dialStream } from '../core/stream-dial';
-import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
+import { HubDataDir } from '../hub/data-dir';
+import { DeviceRegistry } from '../hub/device-registry';
 import { RateLimiter } from '../hub/rate-limit';
 import { newStreamId, signStreamToken, type StreamSide } from '../hub/stream-tokens';
 import {

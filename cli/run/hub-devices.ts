@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DeviceRegistry, HubDataDir, type KeyName } from '../../hub/data-dir';
+import { HubDataDir } from '../../hub/data-dir';
+import { DeviceRegistry, type KeyName } from '../../hub/device-registry';
 import { issueCertificate } from '../../hub/pki';
 import { DevstreamsError, formatDeviceConnectionString, formatServiceConnectionString } from '../../wire';
 
