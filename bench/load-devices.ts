@@ -225,7 +225,8 @@ async function drive(client: HubClient, online: SimDevice[], count: number, conc
         ws = await client.openStream(accepted);
         const echoed = new Promise<void>((res, rej) => {
           const timer = setTimeout(() => rej(Object.assign(new Error('no echo in 30 s'), { code: 'ENOECHO' })), 30_000);
-          ws!.once('message', () => {
+          ws!.on('message', (_data, isBinary) => {
+            if (!isBinary) return; // the hub's hello (extension negotiation)
             clearTimeout(timer);
             res();
           });

@@ -1,7 +1,8 @@
 import { Agent as HttpsAgent } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
-import { bearer } from '../wire';
+import { EXT_HEADER, STREAM_EXTENSIONS, bearer } from '../wire';
+import { followNegotiation } from './peer-extensions';
 import { ProxyAgent, proxyFor } from './proxy';
 
 export const STREAM_CONNECT_TIMEOUT_MS = 30_000;
@@ -38,14 +39,20 @@ export interface DialOptions {
   proxy?: string | undefined;
   /** Turns TLS verification off (agent `insecure: true`); the caller logs it loudly. */
   insecure?: boolean;
+  /** Extensions announced to the hub (default: all this build speaks); `[]` dials as a plain IoT Hub peer. */
+  extensions?: readonly string[];
 }
 
-/** Dials the streaming URL the way IoT Hub expects: Bearer token, no subprotocol, no redirects. */
+/**
+ * Dials the streaming URL the way IoT Hub expects: Bearer token, no subprotocol, no redirects; plus
+ * our extension header, which IoT Hub ignores. What the peer speaks: `peerExtensions(ws)`.
+ */
 export function dialStream(url: string, authToken: string, caPem?: Buffer, dial: DialOptions = {}): WebSocket {
   const { hostname, port } = new URL(url);
   const proxy = proxyFor(hostname, port === '' ? 443 : Number(port), dial.proxy);
-  return new WebSocket(url, {
-    headers: { Authorization: bearer(authToken) },
+  const extensions = dial.extensions ?? STREAM_EXTENSIONS;
+  const ws = new WebSocket(url, {
+    headers: { Authorization: bearer(authToken), ...(extensions.length ? { [EXT_HEADER]: extensions.join(',') } : {}) },
     perMessageDeflate: false,
     followRedirects: false,
     handshakeTimeout: STREAM_CONNECT_TIMEOUT_MS,
@@ -59,4 +66,6 @@ export function dialStream(url: string, authToken: string, caPem?: Buffer, dial:
     ...(caPem ? { ca: caPem } : {}),
     agent: proxy ? new ProxyAgent(proxy) : dialAgent(caPem),
   });
+  followNegotiation(ws);
+  return ws;
 }

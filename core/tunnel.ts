@@ -1,7 +1,8 @@
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
-import { CLOSE, decodeControl, encodeControl } from '../wire';
+import { CLOSE, HELLO_TYPE, decodeControl, encodeControl, type ControlMessage } from '../wire';
+import { PeerExtensions, peerExtensions } from './peer-extensions';
 import { WebSocketSink, WS_HIGH_WATER_BYTES, closeStreamSocket } from './ws-sink';
 import { WS_PING_INTERVAL_MS, heartbeat } from './ws-heartbeat';
 
@@ -12,13 +13,16 @@ export interface TunnelOptions {
   /**
    * Half-close (default on): a FIN from the local side is sent as an `eof` control message and the
    * other direction keeps flowing, as TCP does; the stream closes once both sides have ended. Off
-   * for a PTY, whose end is the end of the session.
+   * for a PTY, whose end is the end of the session. Only with a peer that announced `eof`: with a
+   * plain (IoT Hub SDK) peer a local end is a normal close, the way IoT Hub ends streams.
    */
   halfClose?: boolean;
+  /** What the peer understands (default: as negotiated when `ws` was dialed with `dialStream`). */
+  peer?: PeerExtensions;
   /** Control messages other than `eof`, already parsed; `null` for a malformed text frame. */
   onControl?: (msg: ({ type: string } & Record<string, unknown>) | null, raw: string) => void;
-  /** When the local side ends: a last text frame to send before the normal close (exit status). */
-  finalText?: () => string | undefined;
+  /** When the local side ends: a last control message before the normal close (exit status), if the peer announced it. */
+  finalControl?: () => ControlMessage | undefined;
   /** Any byte in either direction (for idle timeouts). */
   onActivity?: () => void;
   highWaterBytes?: number;
@@ -45,6 +49,13 @@ export interface TunnelResult {
 
 export interface Tunnel {
   done: Promise<TunnelResult>;
+  /** What the other side understands; control messages of other types are never sent to it. */
+  peer: PeerExtensions;
+  /**
+   * Sends a control message once the peer is known, and only if it announced the message's type
+   * (otherwise it is dropped). Queued behind the data already written.
+   */
+  sendControl(msg: ControlMessage): void;
   /**
    * Ends the stream from our side with a code and a reason the other side can show. Any code but
    * 1000 also resets the local side at once: it must not wait for the peer to learn the stream failed.
@@ -88,6 +99,9 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
   let sentEof = false;
   let receivedEof = false;
   const halfClose = opts.halfClose ?? true;
+  const peer = opts.peer ?? peerExtensions(ws);
+  /** A local end waiting for the peer's extensions (they decide between `eof` and a close). */
+  let endPending = false;
   let linger: NodeJS.Timeout | undefined;
   let resolveDone!: (r: TunnelResult) => void;
   const done = new Promise<TunnelResult>((resolve) => (resolveDone = resolve));
@@ -121,18 +135,32 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
   function sinkOnDrain(): void {
     if (!wsClosed) local.resume();
   }
+  // Control messages go out only to a peer that announced their type; until the hub's hello says
+  // what the peer speaks, they wait (behind the data already sent, which is never held back).
+  function sendControl(msg: ControlMessage): void {
+    peer.whenKnown(() => {
+      if (peer.has(msg.type) && ws.readyState === WebSocket.OPEN) ws.send(encodeControl(msg));
+    });
+  }
   function localOnEnd(): void {
     localEnded = true;
     if (wsClosed) return;
     endedBy ??= 'local';
-    const text = opts.finalText?.();
-    if (text !== undefined && ws.readyState === WebSocket.OPEN) ws.send(text);
-    if (halfClose && !receivedEof && ws.readyState === WebSocket.OPEN) {
+    endPending = true;
+    peer.whenKnown(endTowardsPeer);
+  }
+  function endTowardsPeer(): void {
+    endPending = false;
+    if (wsClosed) return settle();
+    const final = opts.finalControl?.();
+    if (final) sendControl(final);
+    if (halfClose && peer.has('eof') && !receivedEof && ws.readyState === WebSocket.OPEN) {
       // Queued behind the data already sent, so the peer sees every byte before the end.
       sentEof = true;
       ws.send(encodeControl({ type: 'eof' }));
       return;
     }
+    // A plain peer: the end of the stream, after everything read (ws sends the close frame last).
     closeWs(CLOSE.NORMAL, '');
   }
   function localOnError(err: Error): void {
@@ -142,10 +170,10 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
   }
   function localOnClose(): void {
     localClosed = true;
-    if (!wsClosed) {
+    if (!wsClosed && !endPending) {
       endedBy ??= 'local';
       // Closed without its end, or before the peer's end could be written: the stream was cut here.
-      if (localEnded && (receivedEof || !halfClose)) closeWs(CLOSE.NORMAL, '');
+      if (localEnded && (receivedEof || !halfClose || !peer.has('eof'))) closeWs(CLOSE.NORMAL, '');
       else closeWs(CLOSE.PEER_LOST, 'local connection closed before the stream ended');
     }
     settle();
@@ -163,6 +191,7 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
     if (!isBinary) {
       const raw = data.toString();
       const msg = decodeControl(raw);
+      if (msg?.type === HELLO_TYPE) return; // the hub's, read by the negotiation (peer-extensions.ts)
       if (msg?.type === 'eof') {
         if (receivedEof) return;
         receivedEof = true;
@@ -225,6 +254,8 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
 
   return {
     done,
+    peer,
+    sendControl,
     close(code, reason) {
       endedBy ??= 'local';
       closeWs(code, reason);

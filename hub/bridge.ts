@@ -1,5 +1,5 @@
 import { WebSocket, type RawData } from 'ws';
-import { CLOSE } from '../wire';
+import { CLOSE, encodeHello } from '../wire';
 import { WebSocketSink, closeStreamSocket, forwardableCloseCode } from '../core/ws-sink';
 import type { StreamSide } from './stream-tokens';
 
@@ -9,12 +9,16 @@ export const EARLY_BUFFER_BYTES = 256 * 1024;
 /**
  * One side's WebSocket at the streaming endpoint. Until it is paired it keeps what arrives (bounded)
  * and remembers how it closed; once paired it forwards frames to the other leg with backpressure and
- * hands its close (code and reason) on, so the other side learns why the stream ended.
+ * hands its close (code and reason) on, so the other side learns why the stream ended. A side that
+ * announced extensions (`x-devstreams-ext`) first gets a hello with its peer's; text frames reach
+ * only a side that announced (an IoT Hub SDK peer would take them for payload).
  */
 export class Leg {
   readonly sink: WebSocketSink;
   /** Bytes received from this side. */
   bytes = 0;
+  /** Text frames not forwarded because the other side did not announce extensions. */
+  textDropped = 0;
   closed?: { code: number; reason: string };
   private peer?: Leg;
   private early: Array<[Buffer, boolean]> = [];
@@ -25,6 +29,8 @@ export class Leg {
   constructor(
     readonly ws: WebSocket,
     readonly side: StreamSide,
+    /** The extensions this side announced on its upgrade; `null` for a plain (IoT Hub SDK) side. */
+    readonly announced: readonly string[] | null = null,
   ) {
     this.sink = new WebSocketSink(ws);
     let resolveClosed!: () => void;
@@ -53,7 +59,15 @@ export class Leg {
       if (this.earlyBytes >= EARLY_BUFFER_BYTES) this.ws.pause();
       return;
     }
-    if (!peer.sink.write(data, isBinary)) this.waitForPeerDrain(peer);
+    if (!this.forward(peer, data, isBinary)) this.waitForPeerDrain(peer);
+  }
+
+  /** Hands one frame to the other side; false when it should wait for the other side's drain. */
+  private forward(peer: Leg, data: Buffer, isBinary: boolean): boolean {
+    if (isBinary) return peer.sink.write(data, true);
+    if (peer.announced) return peer.sink.write(data, false);
+    this.textDropped++;
+    return true;
   }
 
   private waitForPeerDrain(peer: Leg): void {
@@ -66,13 +80,18 @@ export class Leg {
     });
   }
 
+  /** Tells this side what the other announced, before any of the other's frames (only if this side announced). */
+  helloFrom(peer: Leg): void {
+    if (this.announced && this.ws.readyState === WebSocket.OPEN) this.sink.write(Buffer.from(encodeHello(peer.announced ?? [])), false);
+  }
+
   pairWith(peer: Leg): void {
     this.peer = peer;
     const early = this.early;
     this.early = [];
     this.earlyBytes = 0;
     let full = false;
-    for (const [data, isBinary] of early) full = !peer.sink.write(data, isBinary) || full;
+    for (const [data, isBinary] of early) full = !this.forward(peer, data, isBinary) || full;
     if (full) this.waitForPeerDrain(peer);
     else if (this.ws.isPaused) this.ws.resume();
     if (this.closed) peer.closeWith(this.closed.code, this.closed.reason, this.side);

@@ -4,7 +4,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { heartbeat } from '../core/ws-heartbeat';
 import type { Logger } from '../core/log';
 import { formatBytes } from '../core/format';
-import { CLOSE, MAX_FRAME_BYTES, parseBearer } from '../wire';
+import { CLOSE, EXT_HEADER, HELLO_HEADER, MAX_FRAME_BYTES, parseBearer, parseExtensionList } from '../wire';
 import { Leg } from './bridge';
 import { verifyStreamToken, type StreamSide, type StreamTokenClaims } from './stream-tokens';
 
@@ -37,7 +37,13 @@ export class StreamingEndpoint {
     private readonly signingKey: string,
     private readonly log: Logger,
     private readonly handshakeTimeoutMs: number,
-  ) {}
+  ) {
+    // A side that announced extensions learns in the 101 that a hello frame will follow; an IoT Hub
+    // SDK side announces none and gets IoT Hub's plain answer.
+    this.wss.on('headers', (headers: string[], req: IncomingMessage) => {
+      if (req.headers[EXT_HEADER] !== undefined) headers.push(`${HELLO_HEADER}: 1`);
+    });
+  }
 
   start(): void {
     this.sweepTimer = setInterval(() => {
@@ -67,11 +73,12 @@ export class StreamingEndpoint {
     const usedKey = `${claims.streamId}/${claims.side}`;
     if (this.used.has(usedKey)) return refuse('token already used');
     this.used.set(usedKey, claims.exp);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, claims));
+    const announced = parseExtensionList(req.headers[EXT_HEADER]);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, claims, announced));
   }
 
-  private attach(ws: WebSocket, claims: StreamTokenClaims): void {
-    const leg = new Leg(ws, claims.side);
+  private attach(ws: WebSocket, claims: StreamTokenClaims, announced: string[] | null): void {
+    const leg = new Leg(ws, claims.side, announced);
     // Both sides are pinged: a side that vanished without closing ends the stream for the other.
     heartbeat(ws);
     let p = this.pending.get(claims.streamId);
@@ -107,7 +114,11 @@ export class StreamingEndpoint {
     this.perDevice.set(id, (this.perDevice.get(id) ?? 0) + 1);
     this.streamsTotal++;
     const ctx = { stream: p.claims.streamId.slice(0, 8), device: p.claims.deviceId };
-    this.log.info({ ...ctx, active: this.activeStreams, total: this.streamsTotal }, 'stream joined');
+    const ext = (leg: Leg): string => leg.announced?.join(',') ?? 'none (plain)';
+    this.log.info({ ...ctx, device_ext: ext(device), service_ext: ext(service), active: this.activeStreams, total: this.streamsTotal }, 'stream joined');
+    // Hellos first: each announced side learns what the other speaks before any of its bytes.
+    device.helloFrom(service);
+    service.helloFrom(device);
     device.pairWith(service);
     service.pairWith(device);
     Promise.all([device.done, service.done]).then(() => {
@@ -126,6 +137,7 @@ export class StreamingEndpoint {
           duration_ms: Date.now() - p.startedAt,
           device_close: device.closed?.code,
           service_close: service.closed?.code,
+          ...(device.textDropped || service.textDropped ? { text_frames_dropped: device.textDropped + service.textDropped } : {}),
           active: this.activeStreams,
         },
         `stream ${clean ? 'closed' : 'cut'}${clean ? '' : ` (${[device.closed?.reason, service.closed?.reason].filter(Boolean).join('; ') || 'connection lost'})`} device→service ${formatBytes(device.bytes)} service→device ${formatBytes(service.bytes)}`,

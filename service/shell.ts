@@ -3,7 +3,7 @@ import { constants } from 'node:os';
 import type { WebSocket } from 'ws';
 import type { Logger } from '../core/log';
 import { startTunnel, type TunnelResult } from '../core/tunnel';
-import { CLOSE, encodeControl, isDevstreamsError } from '../wire';
+import { CLOSE, isDevstreamsError } from '../wire';
 import type { HubClient } from './hub-client';
 
 /** What `devstreams shell` exits with when there is no remote exit status (as ssh does). */
@@ -138,9 +138,6 @@ export async function runShell(opts: ShellOptions): Promise<number> {
       rawOn = true;
     }
     const local = new StdioStream(stdin, stdout, !interactive);
-    const sendSize = (): void => {
-      if (ws.readyState === ws.OPEN) ws.send(encodeControl({ type: 'resize', ...terminalSize(sizeFrom) }));
-    };
     let remoteExit: { code: number | null; signal: string | null } | undefined;
     const tunnel = startTunnel(local, ws, {
       halfClose: false,
@@ -150,6 +147,7 @@ export async function runShell(opts: ShellOptions): Promise<number> {
         }
       },
     });
+    const sendSize = (): void => tunnel.sendControl({ type: 'resize', ...terminalSize(sizeFrom) });
     if (interactive || sizeFrom.some((s) => s.isTTY)) {
       sendSize();
       process.on('SIGWINCH', sendSize);

@@ -26,7 +26,7 @@ async function echoOnce(stack: Stack, deviceId: string, text: string, proxyUrl?:
   });
   try {
     const ws = await client.openStream(await client.requestStream(deviceId, 'echo'));
-    const reply = new Promise<Buffer>((resolve) => ws.once('message', (d: Buffer) => resolve(d)));
+    const reply = new Promise<Buffer>((resolve) => ws.on('message', (d: Buffer, isBinary: boolean) => isBinary && resolve(d)));
     ws.resume();
     ws.send(Buffer.from(text));
     const back = (await reply).toString();

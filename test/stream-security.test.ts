@@ -111,7 +111,7 @@ describe('stream tokens against a running hub', () => {
     const service = await dial(url, serviceToken, stack.caPem);
     if (!('ws' in service)) throw new Error(`service side refused: ${service.status}`);
     await until(() => stack.hub.activeStreams === 1, 'the stream to join');
-    const got = new Promise<Buffer>((resolve) => device.ws.once('message', (d: Buffer) => resolve(d)));
+    const got = new Promise<Buffer>((resolve) => device.ws.on('message', (d: Buffer, isBinary: boolean) => isBinary && resolve(d)));
     device.ws.resume();
     service.ws.send(Buffer.from('hello device'));
     expect((await got).toString()).toBe('hello device');

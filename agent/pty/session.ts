@@ -4,7 +4,7 @@ import { formatDurationMs } from '../../core/duration';
 import { dialStream } from '../../core/stream-dial';
 import { closeStreamSocket } from '../../core/ws-sink';
 import { startTunnel, type Tunnel } from '../../core/tunnel';
-import { CLOSE, encodeControl, type StreamRequest } from '../../wire';
+import { CLOSE, type StreamRequest } from '../../wire';
 import type { AuditRecord } from '../audit';
 import type { PtyServiceConfig } from '../config';
 import { waitOpen, type SessionContext } from '../stream-session';
@@ -180,7 +180,7 @@ export class PtyStreamSession {
           log.debug({ err }, 'resize failed');
         }
       },
-      finalText: () => (pty.exit ? encodeControl({ type: 'exit', code: pty.exit.code, signal: pty.exit.signal }) : undefined),
+      finalControl: () => (pty.exit ? { type: 'exit', code: pty.exit.code, signal: pty.exit.signal } : undefined),
     });
     if (this.abortedWith) this.tunnel.close(this.abortedWith.code, this.abortedWith.reason);
     const r = await this.tunnel.done;
