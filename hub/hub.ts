@@ -16,8 +16,10 @@ import type { RateLimit } from './rate-limit';
 import { DeviceHealth } from './devices';
 import { HubDataDir } from './data-dir';
 import { DeviceRegistry } from './device-registry';
+import { TLS_HANDSHAKE_TIMEOUT_MS } from './limits';
 import { ServiceApi } from './service-api';
 import { BRIDGE_PATH_PREFIX, StreamingEndpoint } from './streaming-endpoint';
+import { HTTP_DEADLINE_CHECK_INTERVAL_MS, HTTP_HEADERS_TIMEOUT_MS, HTTP_MAX_HEADER_BYTES, HTTP_REQUEST_TIMEOUT_MS, onClientError, refuseOnSocket, requestPath } from './http-guards';
 
 export const MQTT_WS_PATH = '/$iothub/websocket';
 
@@ -126,10 +128,17 @@ export class Hub {
 
     // Client certificates are asked for but not required: services and SAS devices send none; the
     // broker admits an X.509 device only when the chain verified against the hub CA (socket.authorized).
-    const tlsOptions = { key: tls.server.keyPem, cert: tls.server.certPem, minVersion: 'TLSv1.2' as const, requestCert: true, rejectUnauthorized: false, ca: [tls.ca.certPem] };
-    const server = createServer(tlsOptions);
+    const tlsOptions = { key: tls.server.keyPem, cert: tls.server.certPem, minVersion: 'TLSv1.2' as const, requestCert: true, rejectUnauthorized: false, ca: [tls.ca.certPem], handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS };
+    const server = createServer({
+      ...tlsOptions,
+      maxHeaderSize: HTTP_MAX_HEADER_BYTES,
+      headersTimeout: HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: HTTP_DEADLINE_CHECK_INTERVAL_MS,
+    });
     server.on('request', (req, res) => api.handle(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('clientError', onClientError(log.child({ part: 'http' })));
     server.on('tlsClientError', (err, socket) => {
       log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
     });
@@ -161,7 +170,7 @@ export class Hub {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    const path = (req.url ?? '').split('?')[0]!;
+    const path = requestPath(req.url);
     const broker = this.broker;
     if (path === MQTT_WS_PATH && this.mqttWss && broker instanceof EmbeddedBroker) {
       this.mqttWss.handleUpgrade(req, socket, head, (ws) => {
@@ -169,10 +178,11 @@ export class Hub {
         stream.on('error', () => stream.destroy());
         broker.handle(stream, req);
       });
-    } else if (path.startsWith(BRIDGE_PATH_PREFIX) && this.endpoint) {
+    } else if (path?.startsWith(BRIDGE_PATH_PREFIX) && this.endpoint) {
       this.endpoint.handleUpgrade(req, socket, head);
     } else {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      this.opts.log.debug({ remote: req.socket.remoteAddress, status: path ? 404 : 400 }, 'upgrade refused: no such path');
+      refuseOnSocket(socket, path ? 404 : 400);
     }
   }
 

@@ -20,6 +20,17 @@ import type { DeviceRegistry } from './device-registry';
 import { newStreamId, signStreamToken } from './stream-tokens';
 import { DEFAULT_DEVICE_STREAM_LIMIT, DEFAULT_SERVICE_STREAM_LIMIT, RateLimiter, type RateLimit } from './rate-limit';
 import { BRIDGE_PATH_PREFIX } from './streaming-endpoint';
+import { HTTP_MAX_BODY_BYTES, discardBody, requestPath } from './http-guards';
+
+type Operation =
+  | { kind: 'healthz'; method: 'GET' }
+  | { kind: 'devices'; method: 'GET' }
+  | { kind: 'stream'; method: 'POST'; route: ReturnType<typeof parseStreamRequestPath> };
+
+/** Request text for a log or error message: printable ASCII, bounded. */
+function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 100);
+}
 
 export interface OpenStreamOptions {
   trackingId?: string;
@@ -84,6 +95,8 @@ export class ServiceApi {
       devices?: DeviceHealth;
       /** Told of every accepted stream: which service and (console) operator it is for. */
       onStreamGranted?: (streamId: string, meta: { service: string; operator?: string; exp: number }) => void;
+      /** A request on this connection carried a valid service credential (it leaves the pre-auth caps). */
+      onAuthorized?: (socket: IncomingMessage['socket']) => void;
     },
   ) {
     this.deviceLimiter = new RateLimiter(deps.rateLimits?.device ?? DEFAULT_DEVICE_STREAM_LIMIT);
@@ -98,34 +111,42 @@ export class ServiceApi {
   }
 
   private fail(res: ServerResponse, name: HubErrorName, message: string, trackingId: string): void {
+    if (res.headersSent) return;
     const body = JSON.stringify(hubErrorBody(name, message, trackingId));
     res.writeHead(HUB_ERROR[name].status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   }
 
+  /** One request; never throws: anything malformed gets an IoT Hub-shaped 4xx and a debug line. */
   handle(req: IncomingMessage, res: ServerResponse): void {
     const trackingId = randomUUID();
-    const url = new URL(req.url ?? '/', 'https://hub.invalid');
-    if (req.method === 'GET' && url.pathname === '/healthz') {
+    const refuse = (name: HubErrorName, message: string): void => {
+      this.deps.log.debug({ method: req.method, status: HUB_ERROR[name].status, remote: req.socket.remoteAddress, trackingId }, `request refused: ${message}`);
+      this.fail(res, name, message, trackingId);
+    };
+    const path = requestPath(req.url);
+    if (path === undefined) return refuse('ArgumentInvalid', 'malformed request target');
+    const op = this.operation(path);
+    if (!op) return refuse('NotFound', `no such path: ${printable(path)}`);
+    if (req.method !== op.method) {
+      res.setHeader('allow', op.method);
+      return refuse('MethodNotAllowed', `${printable(req.method ?? '')} is not allowed here (${op.method})`);
+    }
+    if (!discardBody(req, res, () => refuse('MessageTooLarge', `request body over ${HTTP_MAX_BODY_BYTES} bytes`))) return;
+    if (op.kind === 'healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       return;
     }
-    if (req.method === 'GET' && url.pathname === DEVICES_PATH && this.deps.devices) {
-      req.resume();
-      const denied = this.authorize(req.headers.authorization);
-      if (denied) return this.fail(res, 'IotHubUnauthorizedAccess', denied, trackingId);
-      const body = JSON.stringify(this.deps.devices.list());
+    const denied = this.authorize(req.headers.authorization);
+    if (denied) return this.fail(res, 'IotHubUnauthorizedAccess', denied, trackingId);
+    this.deps.onAuthorized?.(req.socket);
+    if (op.kind === 'devices') {
+      const body = JSON.stringify(this.deps.devices!.list());
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body);
       return;
     }
-    const route = parseStreamRequestPath(url.pathname);
-    if (!route || req.method !== 'POST') {
-      return this.fail(res, 'ArgumentInvalid', `no such operation: ${req.method} ${url.pathname.slice(0, 100)}`, trackingId);
-    }
-    // The body is empty in IoT Hub's protocol; drain whatever came so the connection can be reused.
-    req.resume();
-    const auth = this.authorize(req.headers.authorization);
-    if (auth) return this.fail(res, 'IotHubUnauthorizedAccess', auth, trackingId);
+    const route = op.route;
+    if (route === null) return refuse('ArgumentInvalid', 'malformed device id or stream name in the path');
     const throttled = this.throttle(route.deviceId);
     if (throttled) {
       res.setHeader('retry-after', String(throttled.retryAfterS));
@@ -136,6 +157,14 @@ export class ServiceApi {
       this.deps.log.error({ err, trackingId }, 'stream request failed');
       if (!res.headersSent) this.fail(res, 'ServerError', 'internal error', trackingId);
     });
+  }
+
+  /** Which operation a path names, with the one method it serves. */
+  private operation(path: string): Operation | undefined {
+    if (path === '/healthz') return { kind: 'healthz', method: 'GET' };
+    if (path === DEVICES_PATH && this.deps.devices) return { kind: 'devices', method: 'GET' };
+    if (/^\/twins\/[^/]+(?:\/modules\/[^/]+)?\/streams\/[^/]+\/?$/.test(path)) return { kind: 'stream', method: 'POST', route: parseStreamRequestPath(path) };
+    return undefined;
   }
 
   /** Takes a token from the service credential's and the device's bucket; says which one ran dry. */

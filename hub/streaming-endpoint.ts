@@ -6,6 +6,7 @@ import type { Logger } from '../core/log';
 import { formatBytes } from '../core/format';
 import { CLOSE, EXT_HEADER, HELLO_HEADER, MAX_FRAME_BYTES, parseBearer, parseExtensionList } from '../wire';
 import { Leg } from './bridge';
+import { decodePathSegment, refuseOnSocket, requestPath } from './http-guards';
 import { verifyStreamToken, type StreamSide, type StreamTokenClaims } from './stream-tokens';
 
 export const BRIDGE_PATH_PREFIX = '/bridges/';
@@ -58,13 +59,17 @@ export class StreamingEndpoint {
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const path = (req.url ?? '').split('?')[0]!;
-    const streamId = decodeURIComponent(path.slice(BRIDGE_PATH_PREFIX.length));
+    const path = requestPath(req.url) ?? '';
+    const streamId = decodePathSegment(path.slice(BRIDGE_PATH_PREFIX.length));
+    if (streamId === undefined) {
+      this.log.debug({ remote: req.socket.remoteAddress }, 'streaming connection refused: malformed stream id');
+      return refuseOnSocket(socket, 400, JSON.stringify({ errorCode: 400004, message: 'malformed stream id' }), 'application/json');
+    }
     const token = parseBearer(req.headers.authorization);
     const refuse = (why: string): void => {
-      this.log.warn({ stream: streamId.slice(0, 64), why, remote: req.socket.remoteAddress }, 'streaming connection refused');
+      this.log.warn({ stream: streamId.slice(0, 64).replace(/[^\x20-\x7e]/g, '?'), why, remote: req.socket.remoteAddress }, 'streaming connection refused');
       const body = JSON.stringify({ errorCode: 401002, message: `stream connection refused: ${why}` });
-      socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      refuseOnSocket(socket, 401, body, 'application/json');
     };
     if (!token) return refuse('no bearer token');
     const claims = verifyStreamToken(this.signingKey, token);

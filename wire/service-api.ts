@@ -41,6 +41,10 @@ export const HUB_ERROR = {
   IotHubUnauthorizedAccess: { status: 401, errorCode: 401002 },
   DeviceNotFound: { status: 404, errorCode: 404001 },
   DeviceNotOnline: { status: 404, errorCode: 404103 },
+  /** Ours where IoT Hub has no code of its own: no such path, a method the path does not serve. */
+  NotFound: { status: 404, errorCode: 404000 },
+  MethodNotAllowed: { status: 405, errorCode: 405000 },
+  MessageTooLarge: { status: 413, errorCode: 413002 },
   ThrottlingException: { status: 429, errorCode: 429001 },
   ServerError: { status: 500, errorCode: 500001 },
   GatewayTimeout: { status: 504, errorCode: 504101 },

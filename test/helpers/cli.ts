@@ -90,8 +90,8 @@ export async function runCliToEnd(args: string[], env: Record<string, string> = 
 }
 
 /** Starts `devstreams hub` on 127.0.0.1:0 (or a given port) and returns it with the port it chose. */
-export async function startHubProcess(dataDir: string, port = 0): Promise<CliProcess & { port: number }> {
-  const hub = runCli(['hub', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`]);
+export async function startHubProcess(dataDir: string, port = 0, opts: { args?: string[]; env?: Record<string, string> } = {}): Promise<CliProcess & { port: number }> {
+  const hub = runCli(['hub', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, ...(opts.args ?? [])], opts.env);
   const line = await hub.waitForLine(/^hub listening on /);
   return Object.assign(hub, { port: Number(/:(\d+) /.exec(line)![1]) });
 }

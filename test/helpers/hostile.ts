@@ -1,0 +1,109 @@
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+
+/** What a raw connection saw: the bytes the hub answered and whether it closed the connection. */
+export interface Exchange {
+  data: Buffer;
+  closed: boolean;
+}
+
+/**
+ * Opens a TLS connection (or plain TCP with `tls: false`), writes `chunks`, and collects what comes
+ * back until the hub closes, `maxBytes` arrived, or `waitMs` passed (then it closes itself).
+ */
+export function exchange(port: number, chunks: Array<Buffer | string>, opts: { tls?: boolean; waitMs?: number; maxBytes?: number; localAddress?: string } = {}): Promise<Exchange> {
+  const { waitMs = 5_000, maxBytes = 64 * 1024 } = opts;
+  return new Promise((resolve) => {
+    const got: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const socket =
+      opts.tls === false
+        ? netConnect({ port, host: '127.0.0.1', ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) })
+        : tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    const finish = (closed: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ data: Buffer.concat(got), closed });
+    };
+    const timer = setTimeout(() => finish(false), waitMs);
+    socket.on(opts.tls === false ? 'connect' : 'secureConnect', () => {
+      for (const c of chunks) if (!socket.destroyed) socket.write(c);
+    });
+    socket.on('data', (d: Buffer) => {
+      got.push(d);
+      size += d.length;
+      if (size >= maxBytes) finish(false);
+    });
+    socket.on('error', () => finish(true));
+    socket.on('close', () => finish(true));
+  });
+}
+
+/** The HTTP status code at the start of a raw response, or 0. */
+export function statusOf(data: Buffer): number {
+  const m = /^HTTP\/1\.1 (\d{3}) /.exec(data.subarray(0, 32).toString('latin1'));
+  return m ? Number(m[1]) : 0;
+}
+
+/** GET /healthz over a fresh connection: proves the hub still serves. */
+export function healthz(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/healthz', rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** A process's resident set size in bytes (Linux). */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** An MQTT variable-length "remaining length" field. */
+export function mqttLength(n: number): Buffer {
+  const out: number[] = [];
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    out.push(byte);
+  } while (n > 0);
+  return Buffer.from(out);
+}
+
+/** A WebSocket client upgrade request for `path` (the key is fixed: tests never check the accept value). */
+export function upgradeRequest(path: string, headers: Record<string, string> = {}): string {
+  const base: Record<string, string> = {
+    host: 'hub',
+    upgrade: 'websocket',
+    connection: 'Upgrade',
+    'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    'sec-websocket-version': '13',
+    ...headers,
+  };
+  return `GET ${path} HTTP/1.1\r\n${Object.entries(base).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`;
+}
+
+/** A masked binary WebSocket frame from a client (the mask is zero: masking is not what is tested). */
+export function wsFrame(payload: Buffer, opts: { announce?: number; opcode?: number } = {}): Buffer {
+  const len = opts.announce ?? payload.length;
+  const head: number[] = [0x80 | (opts.opcode ?? 2)];
+  if (len < 126) head.push(0x80 | len);
+  else if (len < 65536) head.push(0x80 | 126, len >> 8, len & 0xff);
+  else {
+    head.push(0x80 | 127);
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt(len));
+    head.push(...b);
+  }
+  return Buffer.concat([Buffer.from(head), Buffer.alloc(4), payload]);
+}
