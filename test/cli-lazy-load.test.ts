@@ -55,6 +55,10 @@ describe('lazy per-subcommand loading', () => {
     expect(packagesOf('hub')).toEqual(expect.arrayContaining(HUB_ONLY));
   });
 
+  it('the bundle is ASCII only (V8 keeps a one-byte source string, not a two-byte copy)', () => {
+    expect(readFileSync(EXTERNAL_BUNDLE, 'latin1')).not.toMatch(/[^\x00-\x7f]/);
+  });
+
   it('--version loads commander only', async () => {
     const p = run('version', ['--version']);
     expect(await p.exited).toEqual({ code: 0, signal: null });

@@ -112,7 +112,7 @@ async function bundle(arch, addon) {
     external: bundleOptions.external.filter((e) => !e.includes('node-pty')),
     banner: {},
     define: { ...bundleOptions.define, __DEVSTREAMS_PTY_ADDON__: JSON.stringify(readFileSync(addon).toString('base64')) },
-    plugins: [embeddedAddonPlugin()],
+    plugins: [...bundleOptions.plugins, embeddedAddonPlugin()],
   });
   return outfile;
 }
