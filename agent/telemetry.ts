@@ -1,16 +1,18 @@
-import { loadavg } from 'node:os';
-import si from 'systeminformation';
+import { loadavg, uptime } from 'node:os';
+// Only the memory reader (it reads /proc/meminfo asynchronously); the whole package loads ~40 modules.
+import { mem } from 'systeminformation/lib/memory';
+import { CpuLoad, cpuTemperatureC, diskUsage, networkCounters } from './health-readings';
 import type { Logger } from '../core/log';
 import type { StatusSnapshot } from './status';
 
 /**
  * Health telemetry: a small JSON document on IoT Hub's device-to-cloud topic every `telemetry.interval`
- * (and once after each connect), read with systeminformation. Any figure that cannot be read (no
- * thermal sensor in a VM, a slow `df`) is null; a failed reading never stops the agent or the
- * other figures.
+ * (and once after each connect), read without spawning processes or blocking the event loop
+ * (./health-readings.ts). Any figure that cannot be read (no thermal sensor in a VM) is null; a
+ * failed reading never stops the agent or the other figures.
  */
 export const HEALTH_SCHEMA = 'devstreams.health/1';
-/** One reading may not take longer than this (systeminformation spawns tools on some systems). */
+/** One reading may not take longer than this (a slow disk or a busy thread pool). */
 const READ_TIMEOUT_MS = 5_000;
 const MAX_LIST_ITEMS = 4;
 
@@ -50,34 +52,26 @@ async function read<T>(what: () => Promise<T>): Promise<T | null> {
 
 const round1 = (n: number): number => Math.round(n * 10) / 10;
 
+const cpuLoad = new CpuLoad();
+
 export async function readHealth(s: StatusSnapshot): Promise<Health> {
-  const [load, temp, mem, fs, net] = await Promise.all([
-    read(() => si.currentLoad()),
-    read(() => si.cpuTemperature()),
-    read(() => si.mem()),
-    read(() => si.fsSize()),
-    read(() => si.networkStats('*')),
-  ]);
+  const loadPct = cpuLoad.readPct();
+  const [temp, memory, fs, net] = await Promise.all([read(() => cpuTemperatureC()), read(() => mem()), read(() => diskUsage()), read(() => networkCounters())]);
   return {
     schema: HEALTH_SCHEMA,
     device: s.device,
     version: s.version,
     at: new Date().toISOString(),
-    uptime_s: Math.round(si.time().uptime),
+    uptime_s: Math.round(uptime()),
     agent_uptime_s: Math.round((Date.now() - Date.parse(s.started_at)) / 1000),
     cpu: {
-      load_pct: load && Number.isFinite(load.currentLoad) ? round1(load.currentLoad) : null,
+      load_pct: loadPct !== null && Number.isFinite(loadPct) ? round1(loadPct) : null,
       load_avg_1m: round1(loadavg()[0] ?? 0),
-      temp_c: temp && typeof temp.main === 'number' && Number.isFinite(temp.main) ? round1(temp.main) : null,
+      temp_c: temp !== null && Number.isFinite(temp) ? round1(temp) : null,
     },
-    memory: mem ? { total_bytes: mem.total, available_bytes: mem.available, used_pct: round1(((mem.total - mem.available) / mem.total) * 100) } : null,
-    disks: fs ? fs.slice(0, MAX_LIST_ITEMS).map((d) => ({ mount: d.mount, size_bytes: d.size, used_pct: round1(d.use ?? 0) })) : null,
-    network: net
-      ? net
-          .filter((n) => n.iface !== 'lo')
-          .slice(0, MAX_LIST_ITEMS)
-          .map((n) => ({ iface: n.iface, rx_bytes: n.rx_bytes, tx_bytes: n.tx_bytes }))
-      : null,
+    memory: memory ? { total_bytes: memory.total, available_bytes: memory.available, used_pct: round1(((memory.total - memory.available) / memory.total) * 100) } : null,
+    disks: fs ? fs.slice(0, MAX_LIST_ITEMS).map((d) => ({ ...d, used_pct: round1(d.used_pct) })) : null,
+    network: net ? net.slice(0, MAX_LIST_ITEMS) : null,
     agent: {
       connected: s.connection.state === 'connected',
       active_streams: s.streams.active.length,
