@@ -97,6 +97,7 @@ export class Agent {
       mqttTlsPort: this.config.hub.mqtt_tls_port,
       proxy: this.config.hub.proxy,
       insecure: this.config.hub.insecure,
+      tokenLifetimeS: this.config.hub.sas_token_lifetime / 1000,
       ...(this.config.identity ? { identity: this.config.identity } : {}),
       ...(this.config.brokerSettings ? { broker: this.config.brokerSettings } : {}),
     });

@@ -89,6 +89,13 @@ export const agentConfigSchema = z.strictObject({
     key: z.string().min(1).optional(),
     /** Turns TLS verification off. Never in production; logged loudly at every connect. */
     insecure: z.boolean().default(false),
+    /**
+     * How long each SAS token the agent signs is good for; it reconnects with a fresh one at 80 % of
+     * it, before the hub ends the session. The hub accepts at most 24h (wire/sas.ts MAX_SAS_LIFETIME_S).
+     */
+    sas_token_lifetime: duration
+      .refine((ms) => ms >= 10_000 && ms <= 86_400_000, 'hub.sas_token_lifetime must be between 10s and 24h')
+      .default(3_600_000),
   }),
   /** Fleet mode: connect to an external MQTT broker instead of the hub (agent/broker-config.ts). */
   broker: brokerSection.optional(),

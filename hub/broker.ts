@@ -16,8 +16,22 @@ import {
   verifySasToken,
   type StreamRequest,
 } from '../wire';
-import type { DeviceRegistry } from './device-registry';
+import type { DeviceRegistry, RegistryChange } from './device-registry';
 import type { ControlPlane } from './control-plane';
+import { callAt, credentialEnded, credentialEndMs, type SessionCredential } from './device-sessions';
+import { TakeoverLog } from './takeover-log';
+
+/** The TLS socket under an MQTT connection (MQTT over TLS, or the TLS under MQTT over WebSocket). */
+function tlsSocketOf(client: Client): Partial<TLSSocket> | undefined {
+  const c = client as Client & { req?: IncomingMessage; conn?: unknown };
+  return (c.req?.socket ?? c.conn) as Partial<TLSSocket> | undefined;
+}
+
+/** `address:port` of a device's connection, for log lines. */
+function remoteOf(client: Client): string {
+  const socket = tlsSocketOf(client);
+  return socket?.remoteAddress ? `${socket.remoteAddress}:${String(socket.remotePort)}` : 'unknown';
+}
 
 /**
  * An X.509 device is in when its TLS connection (MQTT over TLS, or the TLS under MQTT over WebSocket)
@@ -25,8 +39,7 @@ import type { ControlPlane } from './control-plane';
  * the device's id. Returns why not, or undefined.
  */
 function x509Refusal(client: Client): string | undefined {
-  const c = client as Client & { req?: IncomingMessage; conn?: unknown };
-  const socket = (c.req?.socket ?? c.conn) as Partial<TLSSocket> | undefined;
+  const socket = tlsSocketOf(client);
   if (!socket || typeof socket.getPeerCertificate !== 'function') return 'X.509 device did not connect over TLS';
   const cert = socket.getPeerCertificate();
   if (!cert || Object.keys(cert).length === 0) return 'X.509 device presented no client certificate';
@@ -34,6 +47,13 @@ function x509Refusal(client: Client): string | undefined {
   const cn = Array.isArray(cert.subject?.CN) ? cert.subject.CN[0] : cert.subject?.CN;
   if (cn !== client.id) return `client certificate is for "${String(cn)}", not for this device`;
   return undefined;
+}
+
+/** When the client certificate x509Refusal accepted stops being valid (ms since the epoch). */
+function certificateNotAfterMs(client: Client): number {
+  const notAfter = Date.parse(tlsSocketOf(client)?.getPeerCertificate?.().valid_to ?? '');
+  // A certificate without a readable expiry was still verified by the chain check: end at once.
+  return Number.isFinite(notAfter) ? notAfter : 0;
 }
 
 /** MQTT CONNACK return codes (3.1.1). */
@@ -60,12 +80,17 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
   private aedes?: Aedes;
   private readonly online = new Map<string, Client>();
   private readonly subscribed = new WeakSet<Client>();
+  /** What each session was admitted with; checked again at its expiry and at every registry change. */
+  private readonly credentials = new WeakMap<Client, SessionCredential>();
+  private readonly expiryTimers = new Map<Client, () => void>();
+  private readonly takeovers: TakeoverLog;
 
   constructor(
     private readonly registry: DeviceRegistry,
     private readonly log: Logger,
   ) {
     super();
+    this.takeovers = new TakeoverLog(log);
   }
 
   async start(): Promise<void> {
@@ -99,10 +124,13 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
     this.aedes = await Aedes.createBroker(options);
     this.aedes.on('clientReady', (client) => {
       this.online.set(client.id, client);
+      this.armExpiry(client);
       this.log.info({ device: client.id, online: this.online.size }, 'device connected');
       this.emit('online', client.id);
     });
     this.aedes.on('clientDisconnect', (client) => {
+      this.expiryTimers.get(client)?.();
+      this.expiryTimers.delete(client);
       if (this.online.get(client.id) === client) {
         this.online.delete(client.id);
         this.log.info({ device: client.id, online: this.online.size }, 'device disconnected');
@@ -111,6 +139,41 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
     });
     this.aedes.on('clientError', (client, err) => this.log.debug({ device: client.id, err: err.message }, 'device connection error'));
     this.aedes.on('connectionError', (client, err) => this.log.debug({ device: client.id, err: err.message }, 'MQTT connection refused'));
+    // hub rotate-key / remove-device / disable-device (or an edit) changed this device's record:
+    // its session ends when the change revoked what it logged in with.
+    this.registry.on('change', this.registryOnChange);
+  }
+
+  private readonly registryOnChange = (change: RegistryChange): void => {
+    const client = this.online.get(change.deviceId);
+    if (client) this.recheck(client);
+  };
+
+  /** Ends the session when its credential runs out (token expiry, certificate notAfter). */
+  private armExpiry(client: Client): void {
+    const cred = this.credentials.get(client);
+    if (!cred) return;
+    this.expiryTimers.get(client)?.();
+    this.expiryTimers.set(client, callAt(credentialEndMs(cred), () => this.recheck(client)));
+  }
+
+  /** Ends the session if its credentials no longer hold. True while it may go on. */
+  private recheck(client: Client): boolean {
+    const cred = this.credentials.get(client);
+    let why: string | undefined;
+    try {
+      why = cred ? credentialEnded(cred, this.registry.get(client.id)) : 'no credentials on record';
+    } catch (err) {
+      // An unreadable registry ends nothing: the last good one stands.
+      this.log.debug({ err: (err as Error).message }, 'could not read the device registry');
+      return true;
+    }
+    if (!why) return true;
+    this.expiryTimers.get(client)?.();
+    this.expiryTimers.delete(client);
+    this.log.warn({ device: client.id, remote: remoteOf(client), why }, 'device session ended: its credentials no longer hold');
+    client.close();
+    return false;
   }
 
   private authenticate(
@@ -128,26 +191,36 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
     const device = this.registry.get(client.id);
     if (!device) return refuse(NOT_AUTHORIZED, 'unknown device');
     if (device.status === 'disabled') return refuse(NOT_AUTHORIZED, 'device is disabled (hub enable-device)');
+    let cred: SessionCredential;
     if (device.authentication === 'x509_ca') {
       const why = x509Refusal(client);
       if (why) return refuse(NOT_AUTHORIZED, why);
-      return done(null, true);
-    }
-    if (!password || password.length === 0) return refuse(BAD_USERNAME_OR_PASSWORD, 'no SAS token');
-    try {
-      const token = parseSasToken(password.toString('utf8'));
-      if (!token.resource.toLowerCase().endsWith(`/devices/${client.id.toLowerCase()}`)) {
-        return refuse(NOT_AUTHORIZED, 'token is for another device');
-      }
+      cred = { kind: 'x509', notAfterMs: certificateNotAfterMs(client) };
+    } else {
+      if (!password || password.length === 0) return refuse(BAD_USERNAME_OR_PASSWORD, 'no SAS token');
       try {
-        verifySasToken(token, device.primary_key);
+        const token = parseSasToken(password.toString('utf8'));
+        if (!token.resource.toLowerCase().endsWith(`/devices/${client.id.toLowerCase()}`)) {
+          return refuse(NOT_AUTHORIZED, 'token is for another device');
+        }
+        let key = device.primary_key;
+        try {
+          verifySasToken(token, key);
+        } catch (err) {
+          if (!isDevstreamsError(err, 'EBAD_SIGNATURE')) throw err;
+          key = device.secondary_key;
+          verifySasToken(token, key);
+        }
+        cred = { kind: 'sas', key, expiresAtMs: token.expiresAt * 1000 };
       } catch (err) {
-        if (!isDevstreamsError(err, 'EBAD_SIGNATURE')) throw err;
-        verifySasToken(token, device.secondary_key);
+        return refuse(NOT_AUTHORIZED, isDevstreamsError(err) ? err.message : 'bad token');
       }
-    } catch (err) {
-      return refuse(NOT_AUTHORIZED, isDevstreamsError(err) ? err.message : 'bad token');
     }
+    const ended = credentialEnded(cred, device);
+    if (ended) return refuse(NOT_AUTHORIZED, ended);
+    this.credentials.set(client, cred);
+    const current = this.online.get(client.id);
+    if (current && current !== client) this.takeovers.note(client.id, remoteOf(current), remoteOf(client));
     done(null, true);
   }
 
@@ -181,6 +254,8 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
   sendStreamRequest(deviceId: string, req: StreamRequest): boolean {
     const client = this.online.get(deviceId);
     if (!client || !this.subscribed.has(client)) return false;
+    // No stream token for a session whose credentials ended (its expiry timer may not have run yet).
+    if (!this.recheck(client)) return false;
     // aedes calls the callback unconditionally, although its types call it optional.
     client.publish({ cmd: 'publish', topic: formatStreamRequestTopic(req), payload: Buffer.alloc(0), qos: 0, retain: false, dup: false }, (err) => {
       if (err) this.log.warn({ device: deviceId, err: err.message }, 'could not deliver stream request');
@@ -197,6 +272,9 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
   }
 
   async stop(): Promise<void> {
+    this.registry.off('change', this.registryOnChange);
+    for (const cancel of this.expiryTimers.values()) cancel();
+    this.expiryTimers.clear();
     const aedes = this.aedes;
     this.aedes = undefined;
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));

@@ -118,7 +118,7 @@ export class Hub {
     );
     this.endpoint.start();
     const devices = new DeviceHealth(registry, this.broker, log.child({ part: 'devices' }), (id) => this.endpoint?.activeStreamsFor(id) ?? 0);
-    const api = new ServiceApi({ registry, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}) });
+    const api = new ServiceApi({ registry, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, hostNames: () => [this.hostName, ...certHosts], devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}) });
     this.mqttWss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,

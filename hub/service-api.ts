@@ -10,6 +10,7 @@ import {
   isDevstreamsError,
   parseSasToken,
   parseStreamRequestPath,
+  assertSasScope,
   verifySasToken,
   type HubErrorName,
 } from '../wire';
@@ -89,6 +90,8 @@ export class ServiceApi {
       log: Logger;
       /** `host:port` the streaming URL names. */
       streamingHost: () => string;
+      /** Names this hub answers to: a service token's `sr` must name one of them. */
+      hostNames: () => readonly string[];
       /** Stream requests allowed per device and per service credential. */
       rateLimits?: { device?: RateLimit; service?: RateLimit };
       /** Online state and last health per device, for `GET /devices`. */
@@ -137,7 +140,9 @@ export class ServiceApi {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       return;
     }
-    const denied = this.authorize(req.headers.authorization);
+    // A token scoped to one device (sr={host}/devices/{id}) covers that device's stream requests only.
+    const target = op.kind === 'devices' ? 'devices' : op.route ? `devices/${op.route.deviceId}` : '';
+    const denied = this.authorize(req.headers.authorization, target);
     if (denied) return this.fail(res, 'IotHubUnauthorizedAccess', denied, trackingId);
     this.deps.onAuthorized?.(req.socket);
     if (op.kind === 'devices') {
@@ -184,13 +189,14 @@ export class ServiceApi {
     return Boolean(this.deps.registry.get(deviceId)) || (this.deps.broker.knows?.(deviceId) ?? false);
   }
 
-  /** Returns why the request is not authorized, or undefined. */
-  private authorize(header: string | undefined): string | undefined {
+  /** Returns why the request for `target` (`devices`, `devices/{id}`) is not authorized, or undefined. */
+  private authorize(header: string | undefined, target: string): string | undefined {
     if (!header) return 'no Authorization header (SharedAccessSignature expected)';
     try {
       const token = parseSasToken(header);
       if (token.keyName !== this.deps.secrets.service_policy_name) return `unknown shared access policy "${token.keyName ?? ''}"`;
       verifySasToken(token, this.deps.secrets.service_policy_key);
+      assertSasScope(token, this.deps.hostNames(), target);
       return undefined;
     } catch (err) {
       return isDevstreamsError(err) ? err.message : 'malformed token';

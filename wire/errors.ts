@@ -7,6 +7,10 @@ export type ErrorCode =
   | 'EMALFORMED_CONNECTION_STRING'
   | 'EMALFORMED_TOKEN'
   | 'ETOKEN_EXPIRED'
+  /** The token's expiry (`se`) is further ahead than the hub accepts (MAX_SAS_LIFETIME_S). */
+  | 'ETOKEN_TOO_LONG'
+  /** The token's resource (`sr`) does not cover what was asked for. */
+  | 'ETOKEN_SCOPE'
   | 'EBAD_SIGNATURE'
   | 'EUNKNOWN_DEVICE'
   | 'EDEVICE_OFFLINE'

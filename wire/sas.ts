@@ -1,8 +1,17 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { splitHostName } from './connection-string';
 import { DevstreamsError } from './errors';
 
 /** The SDKs sign for an hour and reconnect with a fresh token before it runs out. */
 export const SAS_LIFETIME_S = 3600;
+
+/**
+ * The hub refuses tokens that expire further ahead than this (device and service tokens alike), so a
+ * leaked token is good for a day at most and a session it opened ends within a day. IoT Hub documents
+ * no such bound (it disconnects an MQTT device when its token expires, whatever `se` said); the SDKs
+ * sign for an hour.
+ */
+export const MAX_SAS_LIFETIME_S = 24 * 3600;
 
 export interface SasToken {
   /** `sr` exactly as it appears in the token (encoded by C#/Node, raw by the C SDK). */
@@ -68,8 +77,8 @@ export function parseSasToken(token: string): SasToken {
 }
 
 /**
- * Checks signature and expiry. The HMAC is computed over `sr` as it stands in the token, so the C
- * SDK's raw form and the encoded form both verify.
+ * Checks signature and expiry, and that the expiry is at most MAX_SAS_LIFETIME_S ahead. The HMAC is
+ * computed over `sr` as it stands in the token, so the C SDK's raw form and the encoded form both verify.
  */
 export function verifySasToken(token: SasToken, key: string, nowS = Math.floor(Date.now() / 1000)): void {
   const expected = Buffer.from(sasSignature(key, token.srRaw, token.expiresAt), 'base64');
@@ -79,5 +88,39 @@ export function verifySasToken(token: SasToken, key: string, nowS = Math.floor(D
   }
   if (token.expiresAt <= nowS) {
     throw new DevstreamsError('ETOKEN_EXPIRED', `token expired ${nowS - token.expiresAt} s ago (check the clock)`);
+  }
+  if (token.expiresAt > nowS + MAX_SAS_LIFETIME_S) {
+    throw new DevstreamsError('ETOKEN_TOO_LONG', `token expires ${token.expiresAt - nowS} s from now: the hub accepts at most ${MAX_SAS_LIFETIME_S} s (sign for less, or check the clock)`);
+  }
+}
+
+/**
+ * Throws ETOKEN_SCOPE unless the token's `sr` covers `target` on a hub known by `hostNames`. IoT Hub's
+ * rule: `sr` is the hub's host name, optionally followed by a path that must be a prefix (whole
+ * segments) of the resource asked for, so `{host}/devices/pi-1` is good for device pi-1 only. Host
+ * names compare without case and port (a hub answers on several ports; the signature binds the key).
+ */
+export function assertSasScope(token: SasToken, hostNames: readonly string[], target: string): void {
+  const resource = token.resource.replace(/\/+$/, '');
+  const slash = resource.indexOf('/');
+  const host = slash < 0 ? resource : resource.slice(0, slash);
+  const path = slash < 0 ? '' : resource.slice(slash + 1).toLowerCase();
+  let bare: string;
+  try {
+    bare = splitHostName(host).host.toLowerCase();
+  } catch {
+    bare = '';
+  }
+  const known = hostNames.some((name) => {
+    try {
+      return splitHostName(name).host.toLowerCase() === bare;
+    } catch {
+      return false;
+    }
+  });
+  if (!known) throw new DevstreamsError('ETOKEN_SCOPE', `token is for "${host.slice(0, 100)}", not for this hub`);
+  const wanted = target.replace(/^\/+|\/+$/g, '').toLowerCase();
+  if (path !== '' && wanted !== path && !wanted.startsWith(`${path}/`)) {
+    throw new DevstreamsError('ETOKEN_SCOPE', `token is scoped to "${path.slice(0, 100)}", not to "${wanted.slice(0, 100)}"`);
   }
 }
