@@ -4,7 +4,9 @@
 // light (commander, constants, types). Pattern: /work/notes/cli-pattern.md, test/cli-lazy-load.test.ts.
 import { Command, CommanderError } from 'commander';
 import { isDevstreamsError } from '../wire';
-import { EXIT } from './exit-codes';
+import { EXIT, exitCodeFor } from './exit-codes';
+import { addServiceOptions } from './service-options';
+import { registerSshCommands } from './ssh-commands';
 import { registerSecurityCommands } from './security-commands';
 import { DEFAULT_DEVICE_STREAM_LIMIT, DEFAULT_SERVICE_STREAM_LIMIT } from '../hub/rate-limit';
 import { registerOpsCommands } from './ops-commands';
@@ -59,20 +61,18 @@ export function buildProgram(): Command {
   registerOpsCommands(program);
   registerSecurityCommands(hub);
 
-  program
-    .command('connect <device> <service>')
-    .description('listen on a local port; every TCP connection to it becomes a stream to DEVICE SERVICE (like ssh -L)')
-    .requiredOption('-l, --listen <[host:]port>', 'local address to listen on (host defaults to 127.0.0.1)')
-    .option('--ca <file>', "CA that signs the hub's certificate (the hub's DIR/ca.pem); system CAs otherwise")
-    .option('--proxy <url>', 'HTTP CONNECT proxy http://[user:password@]host:port, or none; HTTPS_PROXY/NO_PROXY otherwise')
-    .action(async (device: string, service: string, opts: ServiceCliOptions & { listen: string }) => (await import('./run/connect')).runConnect(device, service, opts));
+  addServiceOptions(
+    program
+      .command('connect <device> <service>')
+      .description('listen on a local port; every TCP connection to it becomes a stream to DEVICE SERVICE (like ssh -L)')
+      .requiredOption('-l, --listen <[host:]port>', 'local address to listen on (host defaults to 127.0.0.1)'),
+  ).action(async (device: string, service: string, opts: ServiceCliOptions & { listen: string }) => (await import('./run/connect')).runConnect(device, service, opts));
 
-  program
-    .command('shell <device> [service]')
-    .description("a terminal on DEVICE through its pty SERVICE (default \"shell\"); exits with the remote shell's status")
-    .option('--ca <file>', "CA that signs the hub's certificate (the hub's DIR/ca.pem); system CAs otherwise")
-    .option('--proxy <url>', 'HTTP CONNECT proxy http://[user:password@]host:port, or none; HTTPS_PROXY/NO_PROXY otherwise')
-    .action(async (device: string, service: string | undefined, opts: ServiceCliOptions) => (await import('./run/shell')).runShellCommand(device, service, opts));
+  addServiceOptions(
+    program
+      .command('shell <device> [service]')
+      .description("a terminal on DEVICE through its pty SERVICE (default \"shell\"); exits with the remote shell's status"),
+  ).action(async (device: string, service: string | undefined, opts: ServiceCliOptions) => (await import('./run/shell')).runShellCommand(device, service, opts));
 
   program
     .command('check-config <file>')
@@ -80,6 +80,7 @@ export function buildProgram(): Command {
     .action(async (file: string) => (await import('./run/agent')).checkConfig(file));
 
   program.addCommand(provisionCommand());
+  registerSshCommands(program);
 
   return program;
 }
@@ -102,7 +103,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (isDevstreamsError(err)) {
       process.stderr.write(`devstreams: ${err.message}\n`);
-      process.exitCode = err.code === 'EUSAGE' ? EXIT.USAGE : err.code === 'ECONFIG' || err.code === 'EMALFORMED_CONNECTION_STRING' ? EXIT.CONFIG : EXIT.FAILURE;
+      process.exitCode = exitCodeFor(err.code);
       return;
     }
     const e = err as NodeJS.ErrnoException;

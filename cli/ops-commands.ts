@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { addServiceOptions } from './service-options';
+import type { ServiceCliOptions } from './run/service-client';
 
 /** `status` and `devices` (declared here, run by ./run/status and ./run/devices). */
 export function registerOpsCommands(program: Command): void {
@@ -10,10 +12,7 @@ export function registerOpsCommands(program: Command): void {
     .option('--json', 'print the raw status JSON')
     .action(async (opts: { config?: string; file?: string; json?: boolean }) => (await import('./run/status')).showStatus(opts));
 
-  program
-    .command('devices')
-    .description('list the hub\'s devices: online, last seen, health (uses DEVSTREAMS_CONNECTION_STRING)')
-    .option('--ca <file>', "CA that signs the hub's certificate (the hub's DIR/ca.pem); system CAs otherwise")
+  addServiceOptions(program.command('devices').description("list the hub's devices: online, last seen, health"))
     .option('--json', 'print the raw JSON')
-    .action(async (opts: { ca?: string; json?: boolean }) => (await import('./run/devices')).listDevices(opts));
+    .action(async (opts: ServiceCliOptions & { json?: boolean }) => (await import('./run/devices')).listDevices(opts));
 }

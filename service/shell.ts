@@ -1,15 +1,14 @@
-import { Duplex, type Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { constants } from 'node:os';
 import type { WebSocket } from 'ws';
 import type { Logger } from '../core/log';
 import { startTunnel, type TunnelResult } from '../core/tunnel';
-import { CLOSE, isDevstreamsError } from '../wire';
+import { CLOSE, DevstreamsError, isDevstreamsError } from '../wire';
 import type { HubClient } from './hub-client';
+import { StdioStream } from './stdio-stream';
 
 /** What `devstreams shell` exits with when there is no remote exit status (as ssh does). */
 export const EXIT_NO_REMOTE_STATUS = 255;
-const EOT = 0x04; // Ctrl-D: end of input for a terminal's line discipline
-const LF = 0x0a;
 const FALLBACK_SIZE = { cols: 80, rows: 24 };
 
 export interface TtyInput extends Readable {
@@ -35,59 +34,6 @@ export interface ShellOptions {
   log: Logger;
 }
 
-/**
- * The local end of a shell stream: keystrokes from stdin, screen bytes to stdout. In a pipe, the
- * end of stdin becomes Ctrl-D (after a newline if the last line has none), so the remote shell
- * reads to the end and exits with its own status, the way a person typing would end it.
- */
-class StdioStream extends Duplex {
-  private lastByte = LF;
-
-  constructor(
-    private readonly input: Readable,
-    private readonly output: Writable,
-    endInputWithEot: boolean,
-  ) {
-    super({ allowHalfOpen: true });
-    input.on('data', this.inputOnData);
-    input.on('end', () => {
-      if (!endInputWithEot) return void this.push(null);
-      this.push(Buffer.from(this.lastByte === LF ? [EOT] : [LF, EOT]));
-    });
-    input.on('error', (err) => this.destroy(err));
-    output.on('error', (err) => this.destroy(err)); // EPIPE: whoever read our stdout went away
-  }
-
-  private readonly inputOnData = (chunk: Buffer | string): void => {
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    if (buf.length) this.lastByte = buf[buf.length - 1]!;
-    if (!this.push(buf)) this.input.pause();
-  };
-
-  override _read(): void {
-    this.input.resume();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.output.write(chunk)) cb();
-    else this.output.once('drain', () => cb());
-  }
-
-  /** The remote side closed: nothing more will be read either. */
-  override _final(cb: (err?: Error | null) => void): void {
-    this.input.off('data', this.inputOnData);
-    this.input.pause();
-    this.push(null);
-    cb();
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.input.off('data', this.inputOnData);
-    this.input.pause();
-    cb(err);
-  }
-}
-
 function terminalSize(from: TtyOutput[]): { cols: number; rows: number } {
   const tty = from.find((s) => s.isTTY && s.columns && s.rows);
   return tty ? { cols: tty.columns!, rows: tty.rows! } : FALLBACK_SIZE;
@@ -111,9 +57,9 @@ export async function runShell(opts: ShellOptions): Promise<number> {
   try {
     ws = await client.openStream(await client.requestStream(deviceId, service));
   } catch (err) {
-    if (isDevstreamsError(err, 'EDEVICE_REFUSED')) say(`${err.message} (is a pty service named "${service}" in the agent's config?)`);
-    else say((err as Error).message);
-    return EXIT_NO_REMOTE_STATUS;
+    // Not opened: the caller exits with devstreams' own code for the cause (docs/exit-codes.md).
+    if (isDevstreamsError(err, 'EDEVICE_REFUSED')) throw new DevstreamsError(err.code, `${err.message} (is a pty service named "${service}" in the agent's config?)`);
+    throw err;
   }
 
   const interactive = stdin.isTTY === true && typeof stdin.setRawMode === 'function';
@@ -137,7 +83,7 @@ export async function runShell(opts: ShellOptions): Promise<number> {
       stdin.setRawMode!(true);
       rawOn = true;
     }
-    const local = new StdioStream(stdin, stdout, !interactive);
+    const local = new StdioStream(stdin, stdout, { inputEnd: interactive ? 'end' : 'eot', remoteEnd: 'stop-input' });
     let remoteExit: { code: number | null; signal: string | null } | undefined;
     const tunnel = startTunnel(local, ws, {
       halfClose: false,

@@ -1,15 +1,14 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from './helpers/free-port';
+import { makeUserKey, sshClientOptions, startSshd, type Sshd } from './helpers/sshd';
 import { startStack, type Stack } from './helpers/stack';
 import { random, sha256 } from './helpers/targets';
 
 const run = promisify(execFile);
-const SSHD = '/usr/sbin/sshd';
 
 /**
  * Real OpenSSH through the tunnel: Debian's sshd on a free loopback port with a throwaway host key
@@ -18,67 +17,28 @@ const SSHD = '/usr/sbin/sshd';
 describe('OpenSSH through devstreams', () => {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-ssh-'));
   const user = userInfo().username;
-  let sshd: ChildProcess;
+  let sshd: Sshd;
   let stack: Stack;
   let connectPort: number;
   let sshOpts: string[];
 
   beforeAll(async () => {
-    if (!existsSync(SSHD)) throw new Error(`${SSHD} not found: install openssh-server (scripts/install-system-deps.sh does)`);
     chmodSync(dir, 0o700);
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'user_key')]);
-    writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'user_key.pub')), { mode: 0o600 });
-    const sshPort = await freePort();
-    writeFileSync(
-      join(dir, 'sshd_config'),
-      [
-        `Port ${sshPort}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${join(dir, 'host_key')}`,
-        `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-        `PidFile ${join(dir, 'sshd.pid')}`,
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'PubkeyAuthentication yes',
-        'PermitRootLogin prohibit-password',
-        'UsePAM no',
-        'StrictModes no',
-        'Subsystem sftp internal-sftp',
-        'LogLevel INFO',
-      ].join('\n') + '\n',
-    );
-    // sshd's privilege separation directory; Debian's package makes it at boot, not at install.
-    mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-    sshd = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    await new Promise<void>((resolve, reject) => {
-      let log = '';
-      sshd.stderr!.on('data', (c: Buffer) => {
-        log += c.toString();
-        if (log.includes('Server listening on 127.0.0.1')) resolve();
-      });
-      sshd.on('exit', (code) => reject(new Error(`sshd exited (${code}): ${log}`)));
-    });
+    const userKey = await makeUserKey(dir);
+    sshd = await startSshd(dir, 'host');
+    const sshPort = sshd.port;
 
     stack = await startStack();
     await stack.startAgent(`  ssh:\n    port: ${sshPort}\n`, { deviceId: 'pi-ssh' });
     connectPort = (await stack.connect('pi-ssh', 'ssh')).address.port;
     // Pin the throwaway host key under the address ssh will see: the tunnel's local port.
-    const hostPub = readFileSync(join(dir, 'host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
-    writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${connectPort} ${hostPub}\n`);
-    sshOpts = [
-      '-i', join(dir, 'user_key'),
-      '-o', 'BatchMode=yes',
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
-      '-o', 'IdentitiesOnly=yes',
-      '-o', 'ConnectTimeout=20',
-    ];
+    writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${connectPort} ${sshd.hostPub}\n`);
+    sshOpts = sshClientOptions(userKey, join(dir, 'known_hosts'));
   });
 
   afterAll(async () => {
     await stack?.stop();
-    sshd?.kill('SIGTERM');
+    sshd?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 

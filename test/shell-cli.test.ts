@@ -2,6 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EXIT } from '../cli/exit-codes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE, requireBundle } from './helpers/cli';
 import { startStack, until, type Stack } from './helpers/stack';
@@ -161,14 +162,14 @@ describe('devstreams shell (the CLI)', () => {
 
   it('says clearly when the shell is not configured, or the device is unknown or offline', async () => {
     const refused = await runPiped(stack, ['pi-001', 'nosuch'], '');
-    expect(refused.code).toBe(255);
+    expect(refused.code).toBe(EXIT.REFUSED);
     expect(refused.stderr).toMatch(/refused the stream to service "nosuch".*is a pty service named "nosuch"/s);
     const unknown = await runPiped(stack, ['no-such-device'], '');
-    expect(unknown.code).toBe(255);
+    expect(unknown.code).toBe(EXIT.NO_DEVICE);
     expect(unknown.stderr).toMatch(/unknown device "no-such-device"/);
     stack.deviceConnectionString('pi-off'); // registered, never connected
     const offline = await runPiped(stack, ['pi-off'], '');
-    expect(offline.code).toBe(255);
+    expect(offline.code).toBe(EXIT.TEMPFAIL);
     expect(offline.stderr).toMatch(/offline/);
   });
 });

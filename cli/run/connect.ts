@@ -1,6 +1,7 @@
 import { formatHostPort, parseHostPort } from '../../core/address';
 import { createLogger } from '../../core/log';
 import { Connect } from '../../service/connect';
+import { requireKnownDevice } from '../../service/device-check';
 import { serviceClient, type ServiceCliOptions } from './service-client';
 import { runUntilSignalled } from './until-signalled';
 
@@ -8,6 +9,12 @@ import { runUntilSignalled } from './until-signalled';
 export async function runConnect(device: string, service: string, opts: ServiceCliOptions & { listen: string }): Promise<void> {
   const log = createLogger('connect');
   const client = serviceClient(opts);
+  try {
+    await requireKnownDevice(client, device, log);
+  } catch (err) {
+    client.close();
+    throw err;
+  }
   const part = new Connect({ client, deviceId: device, service, listen: parseHostPort(opts.listen, '127.0.0.1'), log });
   runUntilSignalled(part, log);
   await part.start();

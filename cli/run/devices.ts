@@ -1,5 +1,5 @@
 import type { DeviceView } from '../../hub/devices';
-import { serviceClient } from './service-client';
+import { serviceClient, type ServiceCliOptions } from './service-client';
 
 const pct = (v: unknown): string => (typeof v === 'number' ? `${Math.round(v)}%` : '-');
 
@@ -38,7 +38,7 @@ export function formatDevices(devices: DeviceView[]): string {
 }
 
 /** `devstreams devices`: the hub's device list. */
-export async function listDevices(opts: { ca?: string; json?: boolean }): Promise<void> {
+export async function listDevices(opts: ServiceCliOptions & { json?: boolean }): Promise<void> {
   const client = serviceClient(opts);
   try {
     const devices = await client.listDevices();
