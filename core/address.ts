@@ -26,3 +26,12 @@ export function parseHostPort(text: string, defaultHost?: string): { host: strin
 export function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/**
+ * A hub's `HostName` in IoT Hub's form: no port when it is 443 (IoT Hub's SDKs take `host:port` for a
+ * DNS name and fail), `host:port` otherwise.
+ */
+export function formatHostName(host: string, port: number): string {
+  if (port !== 443) return formatHostPort(host, port);
+  return host.includes(':') ? `[${host}]` : host;
+}

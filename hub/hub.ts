@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { formatHostPort } from '../core/address';
+import { formatHostName, formatHostPort } from '../core/address';
 import type { Logger } from '../core/log';
 import { STREAM_HANDSHAKE_TIMEOUT_S } from '../wire';
 import { EmbeddedBroker } from './broker';
@@ -145,7 +145,8 @@ export class Hub {
     await listenOn(server, listen);
     this.server = server;
     const port = this.port;
-    this.hostName = this.opts.publicHost ?? formatHostPort(listenIsWildcard ? hostname() : listen.host, port);
+    // IoT Hub's form: no port when it is 443 (`name:443` given as the public host is printed as `name`).
+    this.hostName = this.opts.publicHost?.replace(/^(\[[^\]]+\]|[^:]+):443$/, '$1') ?? formatHostName(listenIsWildcard ? hostname() : listen.host, port);
     dataDir.writeSettings({ host_name: this.hostName, listen: formatHostPort(listen.host, port) });
     log.info({ listen: formatHostPort(listen.host, port), host_name: this.hostName, data_dir: this.opts.dataDir }, 'hub listening');
     if (this.opts.mqttListen && !external) await this.startMqttTls(this.opts.mqttListen, tlsOptions);

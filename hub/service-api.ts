@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { formatHostPort } from '../core/address';
 import type { Logger } from '../core/log';
 import {
   DEVICES_PATH,
@@ -11,6 +12,7 @@ import {
   parseSasToken,
   parseStreamRequestPath,
   assertSasScope,
+  splitHostName,
   verifySasToken,
   type HubErrorName,
 } from '../wire';
@@ -48,6 +50,15 @@ export type StreamGrant =
   | { accepted: true; streamId: string; url: string; serviceToken: string }
   | { accepted: false; reason?: string }
   | { error: HubErrorName; message: string };
+
+/**
+ * A streaming URL in IoT Hub's form, always with its port (`wss://host:443/bridges/…`): IoT Hub's C
+ * SDK dials the URL exactly as given and does not default `wss` to 443.
+ */
+export function streamingUrl(streamingHost: string, streamId: string): string {
+  const { host, port } = splitHostName(streamingHost);
+  return `wss://${formatHostPort(host, port)}${BRIDGE_PATH_PREFIX}${streamId}`;
+}
 
 interface Waiter {
   resolve: (r: { status: number; payload: Buffer } | 'offline' | 'timeout') => void;
@@ -245,7 +256,7 @@ export class ServiceApi {
     const key = secrets.stream_signing_key;
     const deviceToken = signStreamToken(key, { streamId, side: 'device', deviceId, exp });
     const serviceToken = signStreamToken(key, { streamId, side: 'service', deviceId, exp });
-    const streamUrl = `wss://${this.deps.streamingHost()}${BRIDGE_PATH_PREFIX}${streamId}`;
+    const streamUrl = streamingUrl(this.deps.streamingHost(), streamId);
 
     const waitKey = `${deviceId}\n${requestId}`;
     let timer: NodeJS.Timeout | undefined;
