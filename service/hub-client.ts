@@ -132,10 +132,13 @@ export class HubClient {
     const { statusCode, headers, body } = res;
     if (statusCode === 200) {
       if (!parseIsAccepted(headers[HEADER.isAccepted])) {
+        // Our agent says why (x-devstreams-refusal); an IoT Hub SDK device answers 400 with no payload.
         const why = headers[HEADER.refusal];
         throw new DevstreamsError(
           'EDEVICE_REFUSED',
-          `device "${deviceId}" refused the stream to service "${streamName}": ${typeof why === 'string' ? why : 'it is not a service the device allows'}`,
+          typeof why === 'string' && why
+            ? `device "${deviceId}" refused the stream to service "${streamName}": ${why}`
+            : `device "${deviceId}" refused the stream to service "${streamName}": the device refused the stream (it gave no reason)`,
         );
       }
       const url = headers[HEADER.url];
