@@ -13,12 +13,14 @@ import { MetricsServer } from './metrics';
 import { SdNotify } from './sd-notify';
 import { AgentStats, StatusFile, defaultStatusFile, statusSnapshot, type StatusSnapshot } from './status';
 import { Telemetry } from './telemetry';
+import { formatDurationMs } from '../core/duration';
+import { settledWithin } from '../core/deadline';
 
 /** Request ids we answer: IoT Hub sends numbers; anything else could not be put into a topic safely. */
 const SAFE_REQUEST_ID = /^[\w.-]{1,64}$/;
 
-/** How long open streams get to finish on shutdown before they are cut. */
-export const STOP_DEADLINE_MS = 10_000;
+/** After the drain: how long reset streams get to report their end (audit lines) before the agent exits. */
+export const STOP_GRACE_MS = 3_000;
 
 /**
  * The agent's composition root: the control channel brings stream requests; each one the allowlist
@@ -85,8 +87,20 @@ export class Agent {
     return this.control?.listening ?? false;
   }
 
-  /** Starts the control channel and the status, metrics and telemetry parts; tells systemd READY. */
+  /**
+   * Starts the control channel and the status, metrics and telemetry parts; tells systemd READY.
+   * When a part cannot start (metrics port taken), stops what did and rethrows, so the process exits.
+   */
   async start(): Promise<void> {
+    try {
+      await this.startParts();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async startParts(): Promise<void> {
     const { device } = this.config;
     this.control = new ControlChannel({
       device,
@@ -184,6 +198,7 @@ export class Agent {
       ...(this.config.caPem ? { caPem: this.config.caPem } : {}),
       dial: { proxy: this.config.hub.proxy, insecure: this.config.hub.insecure },
       onActivity: () => expiry?.activity(),
+      pingIntervalMs: this.config.ping_interval,
     };
     // A PTY service is a shell on the device; it exists only when the config names one.
     const session = isPtyService(service) ? new PtyStreamSession(req, service, sessionCtx) : new TcpStreamSession(req, service, sessionCtx);
@@ -229,18 +244,25 @@ export class Agent {
     void this.notify.status(this.statusLine());
   }
 
-  /** Stops taking requests, closes open streams (deadline STOP_DEADLINE_MS) and the control channel. Never throws. */
+  /**
+   * Drains, then stops: new requests are refused at once; open streams may run to their end for
+   * `drain_timeout`; what is still open then is reset (1001, the target gets a RST) and the control
+   * channel closes. Never throws.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     const stoppingSent = this.notify.stopping();
     this.telemetry?.stop();
-    for (const s of this.sessions) s.close(CLOSE.GOING_AWAY, 'agent shutting down');
-    let deadline: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...this.running]),
-      new Promise((r) => (deadline = setTimeout(r, STOP_DEADLINE_MS))),
-    ]);
-    clearTimeout(deadline);
+    const drainMs = this.config.drain_timeout;
+    if (this.sessions.size > 0 && drainMs > 0) {
+      this.log.info({ open: this.sessions.size, drain_ms: drainMs }, `draining: ${this.sessions.size} streams open may finish within ${formatDurationMs(drainMs)}`);
+      await settledWithin([...this.running], drainMs);
+    }
+    if (this.sessions.size > 0) {
+      this.log.warn({ open: this.sessions.size }, `drain deadline passed: resetting ${this.sessions.size} open streams`);
+      for (const s of this.sessions) s.close(CLOSE.GOING_AWAY, 'agent shutting down');
+      await settledWithin([...this.running], STOP_GRACE_MS);
+    }
     try {
       await this.control?.stop();
     } catch (err) {

@@ -127,6 +127,10 @@ export const agentConfigSchema = z.strictObject({
   status_file: z.string().min(1).optional(),
   /** Prometheus text metrics on a loopback address (`127.0.0.1:9464`); off unless set. */
   metrics_listen: z.string().regex(LOOPBACK_LISTEN, 'metrics_listen must be a loopback host:port such as 127.0.0.1:9464').optional(),
+  /** On SIGTERM: how long open streams may run to their end before the rest are reset (keep it under the unit's TimeoutStopSec). */
+  drain_timeout: durationOrOff.default(10_000),
+  /** Streaming WebSockets are pinged this often; a hub silent for two intervals is taken for gone. */
+  ping_interval: duration.refine((ms) => ms >= 100 && ms <= 600_000, 'ping_interval must be between 100ms and 10m').default(30_000),
 });
 
 export type AgentConfigFile = z.infer<typeof agentConfigSchema>;

@@ -49,6 +49,8 @@ export interface SessionContext {
   log: Logger;
   /** Any byte in either direction (idle timeout). */
   onActivity?: () => void;
+  /** Streaming WebSocket ping interval (liveness: a hub silent for two of these is gone). */
+  pingIntervalMs?: number;
 }
 
 export class TcpStreamSession {
@@ -89,7 +91,10 @@ export class TcpStreamSession {
       return { outcome: 'closed', bytes_to_target: 0, bytes_from_target: 0, duration_ms: elapsed(), reason: this.abortedWith.reason };
     }
     this.ctx.log.debug({ target: this.targetName }, 'stream open');
-    this.tunnel = startTunnel(target, ws, this.ctx.onActivity ? { onActivity: this.ctx.onActivity } : {});
+    this.tunnel = startTunnel(target, ws, {
+      ...(this.ctx.onActivity ? { onActivity: this.ctx.onActivity } : {}),
+      ...(this.ctx.pingIntervalMs ? { pingIntervalMs: this.ctx.pingIntervalMs } : {}),
+    });
     const r = await this.tunnel.done;
     const reason = r.error ? `error: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` : `${r.endedBy} closed${r.closeReason ? `: ${r.closeReason}` : ''} (${r.closeCode})`;
     // Anything but an end both sides agreed on reset the target: a warning, with what was moved.

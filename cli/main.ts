@@ -34,7 +34,9 @@ export function buildProgram(): Command {
     .option('--san <name...>', 'extra DNS names or IPs for the server certificate')
     .option('--mqtt-listen <host:port>', "also accept MQTT over TLS here (IoT Hub's 8883), same certificate and broker")
     .option('--device-stream-rate <per_s/burst>', `stream requests one device may receive: steady rate per second / burst (default ${DEFAULT_DEVICE_STREAM_LIMIT.perSecond}/${DEFAULT_DEVICE_STREAM_LIMIT.burst})`)
-    .option('--service-stream-rate <per_s/burst>', `stream requests one service credential may make: per second / burst (default ${DEFAULT_SERVICE_STREAM_LIMIT.perSecond}/${DEFAULT_SERVICE_STREAM_LIMIT.burst})`);
+    .option('--service-stream-rate <per_s/burst>', `stream requests one service credential may make: per second / burst (default ${DEFAULT_SERVICE_STREAM_LIMIT.perSecond}/${DEFAULT_SERVICE_STREAM_LIMIT.burst})`)
+    .option('--drain <duration>', 'on SIGTERM: how long open streams may run to their end before the rest are reset', '30s')
+    .option('--ping-interval <duration>', 'ping streaming WebSockets this often; a side silent for two intervals is cut', '30s');
   // Fleet options after the essential ones, so --help reads in the order a newcomer needs.
   addFleetOptions(hub).action(async (opts: HubCliOptions) => (await import('./run/hub')).runHub(opts));
 
@@ -65,8 +67,9 @@ export function buildProgram(): Command {
     program
       .command('connect <device> <service>')
       .description('listen on a local port; every TCP connection to it becomes a stream to DEVICE SERVICE (like ssh -L)')
-      .requiredOption('-l, --listen <[host:]port>', 'local address to listen on (host defaults to 127.0.0.1)'),
-  ).action(async (device: string, service: string, opts: ServiceCliOptions & { listen: string }) => (await import('./run/connect')).runConnect(device, service, opts));
+      .requiredOption('-l, --listen <[host:]port>', 'local address to listen on (host defaults to 127.0.0.1)')
+      .option('--ping-interval <duration>', 'ping each stream this often; a hub silent for two intervals is taken for gone', '30s'),
+  ).action(async (device: string, service: string, opts: ServiceCliOptions & { listen: string; pingInterval: string }) => (await import('./run/connect')).runConnect(device, service, opts));
 
   addServiceOptions(
     program
@@ -91,29 +94,36 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-      return;
-    }
-    if (isDevstreamsError(err) && err.code === 'ECONFIG' && 'problems' in err) {
-      // A ConfigError (agent/config.ts): its message is every problem as file:line:col: message, one a line.
-      process.stderr.write(`${err.message}\n`);
-      process.exitCode = EXIT.CONFIG;
-      return;
-    }
-    if (isDevstreamsError(err)) {
-      process.stderr.write(`devstreams: ${err.message}\n`);
-      process.exitCode = exitCodeFor(err.code);
-      return;
-    }
-    const e = err as NodeJS.ErrnoException;
-    if (e?.code === 'EADDRINUSE' || e?.code === 'EACCES') {
-      process.stderr.write(`devstreams: cannot listen: ${e.message}\n`);
-      process.exitCode = EXIT.UNAVAILABLE;
-      return;
-    }
-    process.stderr.write(`devstreams: ${e?.stack ?? String(err)}\n`);
-    process.exitCode = EXIT.FAILURE;
+    reportFailure(err);
+    // A process that cannot do its job exits now: whatever a failed start left behind (a broker, a
+    // timer) must not keep it alive, or a supervisor never restarts it.
+    process.exit();
   }
 }
 
+/** Sets the sysexits code for what stopped a command and prints one line naming the cause. */
+function reportFailure(err: unknown): void {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    return;
+  }
+  if (isDevstreamsError(err) && err.code === 'ECONFIG' && 'problems' in err) {
+    // A ConfigError (agent/config.ts): its message is every problem as file:line:col: message, one a line.
+    process.stderr.write(`${err.message}\n`);
+    process.exitCode = EXIT.CONFIG;
+    return;
+  }
+  if (isDevstreamsError(err)) {
+    process.stderr.write(`devstreams: ${err.message}\n`);
+    process.exitCode = exitCodeFor(err.code);
+    return;
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'EADDRINUSE' || e?.code === 'EACCES') {
+    process.stderr.write(`devstreams: cannot listen: ${e.message}\n`);
+    process.exitCode = EXIT.UNAVAILABLE;
+    return;
+  }
+  process.stderr.write(`devstreams: ${e?.stack ?? String(err)}\n`);
+  process.exitCode = EXIT.FAILURE;
+}

@@ -42,12 +42,19 @@ export interface HubOptions {
   externalBroker?: Omit<ExternalBrokerOptions, 'log' | 'instanceId'>;
   /** Unique per hub instance (external broker mode); random when not given. */
   instanceId?: string;
+  /** On stop: how long joined streams may run to their end before the rest are reset (DEFAULT_DRAIN_MS). */
+  drainMs?: number;
+  /** Streaming WebSocket ping interval; a side silent for two of these is cut. */
+  pingIntervalMs?: number;
   /** `host[:port]` streaming URLs name: this hub's HostName by default. */
   streamingHost?: string;
   log: Logger;
 }
 
 const WILDCARD = new Set(['0.0.0.0', '::', '']);
+
+/** How long a stopping hub lets open streams finish (a rolling restart loses nothing that ends within it). */
+export const DEFAULT_DRAIN_MS = 30_000;
 
 /** Resolves once the server listens; rejects with the listen error (EADDRINUSE, EACCES). */
 function listenOn(server: TlsServer, at: { host: string; port: number }): Promise<void> {
@@ -73,6 +80,7 @@ export class Hub {
   private mqttServer?: TlsServer;
   /** The device registry as the hub follows it; its `change` events name each device change. */
   registry?: DeviceRegistry;
+  private draining = false;
 
   constructor(private readonly opts: HubOptions) {}
 
@@ -85,7 +93,18 @@ export class Hub {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
 
+  /** Starts every part; when one fails, stops what already started and rethrows (the process can exit). */
   async start(): Promise<void> {
+    try {
+      await this.startParts();
+    } catch (err) {
+      this.draining = true;
+      await this.stopParts();
+      throw err;
+    }
+  }
+
+  private async startParts(): Promise<void> {
     const { log, listen } = this.opts;
     const dataDir = new HubDataDir(this.opts.dataDir);
     const listenIsWildcard = WILDCARD.has(listen.host);
@@ -115,6 +134,7 @@ export class Hub {
       secrets.stream_signing_key,
       log.child({ part: 'streaming' }),
       this.opts.handshakeTimeoutMs ?? STREAM_HANDSHAKE_TIMEOUT_S * 1000,
+      this.opts.pingIntervalMs,
     );
     this.endpoint.start();
     const devices = new DeviceHealth(registry, this.broker, log.child({ part: 'devices' }), (id) => this.endpoint?.activeStreamsFor(id) ?? 0);
@@ -136,7 +156,11 @@ export class Hub {
       requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
       connectionsCheckingInterval: HTTP_DEADLINE_CHECK_INTERVAL_MS,
     });
-    server.on('request', (req, res) => api.handle(req, res));
+    server.on('request', (req, res) => {
+      // Draining: open streams finish, new ones go to another hub (or wait for this one's restart).
+      if (this.draining) res.writeHead(503, { 'Content-Type': 'application/json', Connection: 'close', 'Retry-After': '5' }).end(JSON.stringify({ errorCode: 503000, message: 'hub is shutting down' }));
+      else api.handle(req, res);
+    });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('clientError', onClientError(log.child({ part: 'http' })));
     server.on('tlsClientError', (err, socket) => {
@@ -201,8 +225,24 @@ export class Hub {
     return this.endpoint?.activeStreams ?? 0;
   }
 
-  /** Stops accepting, closes streams (with a deadline) and the broker. Never throws. */
+  /**
+   * Graceful stop: takes no new connections or stream requests, lets open streams run to their end
+   * for the drain deadline, then resets the rest (1001) and stops the broker. Never throws.
+   */
   async stop(): Promise<void> {
+    this.draining = true;
+    this.server?.close();
+    this.mqttServer?.close();
+    try {
+      const left = await this.endpoint?.drain(this.opts.drainMs ?? DEFAULT_DRAIN_MS);
+      if (left === 0) this.opts.log.info('drained: no streams open');
+    } catch (err) {
+      this.opts.log.warn({ err }, 'error while draining');
+    }
+    await this.stopParts();
+  }
+
+  private async stopParts(): Promise<void> {
     const server = this.server;
     this.server = undefined;
     server?.close();
@@ -223,4 +263,5 @@ export class Hub {
     this.mqttServer = undefined;
     mqttServer?.close();
   }
+
 }

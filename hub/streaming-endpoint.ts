@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { heartbeat } from '../core/ws-heartbeat';
+import { WS_PING_INTERVAL_MS, heartbeat } from '../core/ws-heartbeat';
+import { settledWithin } from '../core/deadline';
 import type { Logger } from '../core/log';
 import { formatBytes } from '../core/format';
 import { CLOSE, EXT_HEADER, HELLO_HEADER, MAX_FRAME_BYTES, parseBearer, parseExtensionList } from '../wire';
@@ -34,10 +35,13 @@ export class StreamingEndpoint {
   private streamsTotal = 0;
   private sweepTimer?: NodeJS.Timeout;
 
+  private draining = false;
+
   constructor(
     private readonly signingKey: string,
     private readonly log: Logger,
     private readonly handshakeTimeoutMs: number,
+    private readonly pingIntervalMs = WS_PING_INTERVAL_MS,
   ) {
     // A side that announced extensions learns in the 101 that a hello frame will follow; an IoT Hub
     // SDK side announces none and gets IoT Hub's plain answer.
@@ -71,6 +75,7 @@ export class StreamingEndpoint {
       const body = JSON.stringify({ errorCode: 401002, message: `stream connection refused: ${why}` });
       refuseOnSocket(socket, 401, body, 'application/json');
     };
+    if (this.draining) return refuseOnSocket(socket, 503, JSON.stringify({ errorCode: 503000, message: 'hub is shutting down' }), 'application/json');
     if (!token) return refuse('no bearer token');
     const claims = verifyStreamToken(this.signingKey, token);
     if ('refused' in claims) return refuse(claims.refused);
@@ -85,7 +90,7 @@ export class StreamingEndpoint {
   private attach(ws: WebSocket, claims: StreamTokenClaims, announced: string[] | null): void {
     const leg = new Leg(ws, claims.side, announced);
     // Both sides are pinged: a side that vanished without closing ends the stream for the other.
-    heartbeat(ws);
+    heartbeat(ws, this.pingIntervalMs);
     let p = this.pending.get(claims.streamId);
     if (!p) {
       p = {
@@ -161,13 +166,36 @@ export class StreamingEndpoint {
     }
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.sweepTimer);
+  /**
+   * Graceful stop, first half: takes no new stream connections, ends streams still waiting for their
+   * partner (1001), and gives joined streams up to `deadlineMs` to end by themselves. Resolves with
+   * how many are still open.
+   */
+  async drain(deadlineMs: number): Promise<number> {
+    this.draining = true;
+    this.closePending();
+    if (this.active.size === 0 || deadlineMs <= 0) return this.activeStreams;
+    this.log.info({ active: this.activeStreams, drain_ms: deadlineMs }, `draining: ${this.activeStreams} streams open may finish within ${Math.round(deadlineMs / 1000)} s`);
+    await settledWithin([...this.active].map((l) => l.done), deadlineMs);
+    return this.activeStreams;
+  }
+
+  private closePending(): Leg[] {
     for (const p of this.pending.values()) clearTimeout(p.timer);
-    const legs = [...this.active, ...[...this.pending.values()].flatMap((p) => Object.values(p.legs))];
+    const legs = [...this.pending.values()].flatMap((p) => Object.values(p.legs));
     this.pending.clear();
     for (const leg of legs) leg.close(CLOSE.GOING_AWAY, 'hub shutting down');
-    await Promise.race([Promise.all(legs.map((l) => l.done)), new Promise((r) => setTimeout(r, 5000).unref())]);
+    return legs;
+  }
+
+  /** Resets what is still open (1001: each side's local connection gets a RST), with a deadline. */
+  async stop(): Promise<void> {
+    this.draining = true;
+    clearInterval(this.sweepTimer);
+    const legs = [...this.active, ...this.closePending()];
+    if (this.active.size > 0) this.log.warn({ active: this.activeStreams }, `resetting ${this.activeStreams} open streams: hub shutting down`);
+    for (const leg of this.active) leg.close(CLOSE.GOING_AWAY, 'hub shutting down');
+    await settledWithin(legs.map((l) => l.done), 5000);
     for (const leg of legs) leg.ws.terminate();
     this.wss.close();
   }

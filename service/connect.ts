@@ -12,6 +12,8 @@ export interface ConnectOptions {
   deviceId: string;
   service: string;
   listen: { host: string; port: number };
+  /** Streaming WebSocket ping interval (liveness: a hub silent for two of these is gone). */
+  pingIntervalMs?: number;
   log: Logger;
 }
 
@@ -60,7 +62,7 @@ export class Connect {
         return;
       }
       log.info({ setup_ms: Date.now() - started, open: this.sockets.size }, 'stream open');
-      const r = await startTunnel(socket, ws).done;
+      const r = await startTunnel(socket, ws, this.opts.pingIntervalMs ? { pingIntervalMs: this.opts.pingIntervalMs } : {}).done;
       // Only an end both sides agreed on (1000) reached the client as a FIN; the rest (1001 included) was a reset.
       const why = r.closeReason || (r.error ? ((r.error as NodeJS.ErrnoException).code ?? r.error.message) : r.closeCode === 1006 ? 'connection to the hub lost' : '');
       const msg = `stream ${r.clean ? 'closed' : 'reset'}${why ? `: ${why}` : ''} (${r.closeCode}), sent ${formatBytes(r.bytesOut)} received ${formatBytes(r.bytesIn)}`;

@@ -189,8 +189,8 @@ describe('agent process: signals, sd_notify, hub crash, flood', () => {
     expect(after.stdout).toMatch(/NOT RUNNING/);
   });
 
-  it('SIGTERM: closes open streams with 1001 and exits 0 within the stop deadline', async () => {
-    const { agent } = startAgent('term', `services:\n  echo:\n    port: ${echo.port}\n`);
+  it('SIGTERM: after drain_timeout closes open streams with 1001 and exits 0', async () => {
+    const { agent } = startAgent('term', `services:\n  echo:\n    port: ${echo.port}\ndrain_timeout: 1s\n`);
     await agent.waitForLine(/listening for stream requests/);
     const ws = await openStream(world.client, 'term', 'echo');
     const closed = wsClosed(ws);
@@ -200,7 +200,7 @@ describe('agent process: signals, sd_notify, hub crash, flood', () => {
     const exit = await agent.exited;
     const elapsed = Date.now() - t0;
     expect(exit).toEqual({ code: 0, signal: null });
-    // STOP_DEADLINE_MS (10 s) plus the control channel's own bounded close; generous for a busy machine.
+    // drain_timeout (1 s), STOP_GRACE_MS (3 s) and the control channel's own bounded close; generous for a busy machine.
     expect(elapsed).toBeLessThan(15_000);
     const c = await closed;
     expect(c.code).toBe(1001);

@@ -158,6 +158,7 @@ export class PtyStreamSession {
     let badControl = 0;
     this.tunnel = startTunnel(pty, ws, {
       halfClose: false,
+      ...(this.ctx.pingIntervalMs ? { pingIntervalMs: this.ctx.pingIntervalMs } : {}),
       onActivity: () => {
         armIdle();
         this.ctx.onActivity?.();

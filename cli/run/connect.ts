@@ -3,11 +3,12 @@ import { createLogger } from '../../core/log';
 import { Connect } from '../../service/connect';
 import { requireKnownDevice } from '../../service/device-check';
 import { serviceClient, type ServiceCliOptions } from './service-client';
-import { runUntilSignalled } from './until-signalled';
+import { durationOption, runUntilSignalled } from './until-signalled';
 
 /** `devstreams connect DEVICE SERVICE -l PORT`: runs until SIGTERM/SIGINT. */
-export async function runConnect(device: string, service: string, opts: ServiceCliOptions & { listen: string }): Promise<void> {
+export async function runConnect(device: string, service: string, opts: ServiceCliOptions & { listen: string; pingInterval: string }): Promise<void> {
   const log = createLogger('connect');
+  const pingIntervalMs = durationOption(opts.pingInterval, '--ping-interval', 100);
   const client = serviceClient(opts);
   try {
     await requireKnownDevice(client, device, log);
@@ -15,7 +16,7 @@ export async function runConnect(device: string, service: string, opts: ServiceC
     client.close();
     throw err;
   }
-  const part = new Connect({ client, deviceId: device, service, listen: parseHostPort(opts.listen, '127.0.0.1'), log });
+  const part = new Connect({ client, deviceId: device, service, listen: parseHostPort(opts.listen, '127.0.0.1'), pingIntervalMs, log });
   runUntilSignalled(part, log);
   await part.start();
   const { host, port } = part.address;

@@ -3,7 +3,7 @@ import { createLogger } from '../../core/log';
 import { Hub } from '../../hub/hub';
 import { DevstreamsError } from '../../wire';
 import { fleetHubOptions, type FleetCliOptions } from '../fleet-options';
-import { runUntilSignalled } from './until-signalled';
+import { durationOption, runUntilSignalled } from './until-signalled';
 
 export interface HubCliOptions extends FleetCliOptions {
   dataDir?: string;
@@ -13,6 +13,8 @@ export interface HubCliOptions extends FleetCliOptions {
   mqttListen?: string;
   deviceStreamRate?: string;
   serviceStreamRate?: string;
+  drain: string;
+  pingInterval: string;
 }
 
 /** `RATE/BURST` (`200/1000`): a steady rate per second and a burst, for the hub's stream request limits. */
@@ -43,6 +45,8 @@ export async function runHub(opts: HubCliOptions): Promise<void> {
         }
       : {}),
     ...fleetHubOptions(opts),
+    drainMs: durationOption(opts.drain, '--drain'),
+    pingIntervalMs: durationOption(opts.pingInterval, '--ping-interval', 100),
     log,
   });
   runUntilSignalled(part, log);

@@ -1,4 +1,6 @@
+import { parseDurationMs } from '../../core/duration';
 import type { Logger } from '../../core/log';
+import { DevstreamsError } from '../../wire';
 import { EXIT } from '../exit-codes';
 
 interface Stoppable {
@@ -25,4 +27,11 @@ export function runUntilSignalled(part: Stoppable, log: Logger): void {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+}
+
+/** A `--flag 30s` duration in milliseconds; a usage error (exit 64) naming the flag otherwise. */
+export function durationOption(text: string, flag: string, minMs = 0): number {
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms < minMs) throw new DevstreamsError('EUSAGE', `${flag} wants a duration such as 500ms, 30s or 2m${minMs ? ` (at least ${minMs}ms)` : ''}, not "${text}"`);
+  return ms;
 }

@@ -1,0 +1,96 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { lastLine, runCli, runCliToEnd, type CliProcess } from './cli';
+import { startEchoServer } from './targets';
+
+/**
+ * Hub, agent and `connect` as real processes around one echo target, each with the options a test
+ * gives (`--drain 1s`, `ping_interval: 500ms`): for tests that signal, freeze or kill one of them.
+ */
+export interface ProcessWorld {
+  dir: string;
+  dataDir: string;
+  hub: CliProcess & { port: number };
+  agent: CliProcess;
+  connect: CliProcess;
+  connectPort: number;
+  echo: Awaited<ReturnType<typeof startEchoServer>>;
+  serviceString: string;
+  stop(): Promise<void>;
+}
+
+export async function startProcessWorld(opts: { hubArgs?: string[]; agentYaml?: string; connectArgs?: string[]; device?: string } = {}): Promise<ProcessWorld> {
+  const device = opts.device ?? 'pi-world';
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-world-'));
+  const dataDir = join(dir, 'hub');
+  const procs: CliProcess[] = [];
+  const echo = await startEchoServer();
+  const stop = async (): Promise<void> => {
+    for (const p of procs.reverse()) {
+      if (p.proc.signalCode === null && p.proc.exitCode === null) p.proc.kill('SIGCONT'); // a frozen one must be able to die
+      await p.stop('SIGKILL');
+    }
+    await echo.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const hub = runCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...(opts.hubArgs ?? [])]);
+    procs.push(hub);
+    const port = Number(/:(\d+) /.exec(await hub.waitForLine(/^hub listening on /))![1]);
+    const add = await runCliToEnd(['hub', 'add-device', device, '--data-dir', dataDir]);
+    if (add.code !== 0) throw new Error(`add-device failed: ${add.stderr}`);
+    const serviceString = lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout);
+    const config = join(dir, 'agent.yaml');
+    writeFileSync(config, `hub:\n  connection_string: "${lastLine(add.stdout)}"\n  ca: ${join(dataDir, 'ca.pem')}\nservices:\n  echo:\n    port: ${echo.port}\n${opts.agentYaml ?? ''}`);
+    const agent = runCli(['agent', '--config', config]);
+    procs.push(agent);
+    await agent.waitForLine(/listening for stream requests/);
+    const connect = runCli(['connect', device, 'echo', '--listen', '0', '--ca', join(dataDir, 'ca.pem'), ...(opts.connectArgs ?? [])], { DEVSTREAMS_CONNECTION_STRING: serviceString });
+    procs.push(connect);
+    const connectPort = Number(/:(\d+),/.exec(await connect.waitForLine(/^listening on /))![1]);
+    return { dir, dataDir, hub: Object.assign(hub, { port }), agent, connect, connectPort, echo, serviceString, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** How a client connection ended: a FIN after everything, or a reset (ECONNRESET), with the bytes it got. */
+export interface HeldConnection {
+  socket: Socket;
+  received: () => number;
+  data: () => Buffer;
+  ended: Promise<{ how: 'fin' | 'reset' | 'error'; code?: string; bytes: number }>;
+}
+
+/**
+ * Opens a connection through `connect` to the echo target and proves the stream is up: `first` bytes
+ * go out and come back. The connection then stays open (no FIN) until the test ends it.
+ */
+export async function openEchoConnection(port: number, first: Buffer): Promise<HeldConnection> {
+  const socket = netConnect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  let sawEnd = false;
+  const ended = new Promise<{ how: 'fin' | 'reset' | 'error'; code?: string; bytes: number }>((resolve) => {
+    socket.on('end', () => {
+      sawEnd = true;
+      resolve({ how: 'fin', bytes });
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => resolve({ how: err.code === 'ECONNRESET' ? 'reset' : 'error', code: err.code ?? '', bytes }));
+    socket.on('close', () => resolve({ how: sawEnd ? 'fin' : 'error', code: 'closed', bytes }));
+  });
+  const echoed = new Promise<void>((resolve, reject) => {
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      bytes += c.length;
+      if (bytes >= first.length) resolve();
+    });
+    void ended.then((e) => reject(new Error(`connection ended (${e.how} ${e.code ?? ''}) before the echo of the first ${first.length} bytes`)));
+  });
+  socket.write(first);
+  await echoed;
+  return { socket, received: () => bytes, data: () => Buffer.concat(chunks), ended };
+}
