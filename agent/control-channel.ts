@@ -25,6 +25,7 @@ import type { BrokerSettings } from './broker-config';
 import { describeConnectError, isCertificateError } from '../core/connect-errors';
 import { clockSkewSentence, describePeerCertificate, hubClockOffsetMs } from '../core/diagnose';
 import { ProxyAgent, dialThroughProxy, proxyFor, type ProxySettings } from '../core/proxy';
+import { TAKEOVER_WARNING, TakeoverDetector } from './takeover';
 
 /** IoT Hub's MQTT over TLS port. */
 export const MQTT_TLS_PORT = 8883;
@@ -74,6 +75,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private retryTimer?: NodeJS.Timeout;
   private renewTimer?: NodeJS.Timeout;
   private readonly backoff: Backoff;
+  private readonly takeover = new TakeoverDetector();
   reconnects = 0;
   connected = false;
   private subscribedClient?: MqttClient;
@@ -201,6 +203,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       this.connected = true;
       this.lastError = undefined;
       this.backoff.connected();
+      this.takeover.connected();
       log.info({ hub: device.hostName, device: device.deviceId, reconnects: this.reconnects }, 'connected to hub');
       client.subscribe(streamRequestSubscription(this.topicRoot), { qos: 0 }, (err, granted) => {
         if (err || granted?.some((g) => g.qos === 128)) {
@@ -225,6 +228,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     client.on('message', (topic) => this.emit('request', topic));
     client.on('error', (err) => {
       failed = true;
+      this.takeover.failed();
       this.lastError = describeConnectError(err, { hub: device.hostName, caFile: this.opts.caFile, machine: 'device' });
       log.warn({ hub: device.hostName, err: this.lastError }, 'hub connection failed');
       void this.diagnose(err);
@@ -234,13 +238,18 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       const wasConnected = this.connected;
       this.connected = false;
       clearTimeout(this.renewTimer);
+      // Closed by the hub after it accepted us, with no error: a takeover when it keeps happening.
+      const takenOver = wasConnected && !failed ? this.takeover.droppedByHub() : undefined;
       if (wasConnected) {
         this.emit('disconnected');
-        if (!failed) log.warn({ hub: device.hostName }, 'hub connection lost');
+        if (takenOver) {
+          this.lastError = 'another device is probably using this device id';
+          if (takenOver.warn) log.warn({ hub: device.hostName, device: device.deviceId, in_ms: takenOver.delayMs }, TAKEOVER_WARNING);
+        } else if (!failed) log.warn({ hub: device.hostName }, 'hub connection lost');
       }
       client.removeAllListeners('message');
       client.end(true);
-      this.scheduleReconnect();
+      this.scheduleReconnect(takenOver?.delayMs);
     });
   }
 
@@ -268,9 +277,10 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     }
   }
 
-  private scheduleReconnect(): void {
+  /** Reconnects after the backoff's next delay, or after `delayMs` when given (a suspected takeover). */
+  private scheduleReconnect(delayMs?: number): void {
     if (this.stopped) return;
-    const delay = this.backoff.next();
+    const delay = delayMs ?? this.backoff.next();
     this.opts.log.info({ in_ms: delay }, 'reconnecting to hub');
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
