@@ -168,7 +168,8 @@ export class Agent {
       writeAudit(this.log, { outcome: 'malformed', bytes_to_target: 0, bytes_from_target: 0, duration_ms: 0, reason: 'unsafe request id' });
       return;
     }
-    const ctx = { request_id: req.requestId, service: req.streamName };
+    // The operator the hub names (`$op`), so the device's audit says who opened the stream.
+    const ctx = { request_id: req.requestId, service: req.streamName, ...(req.operator ? { operator: req.operator } : {}) };
     const refuse = (reason: string): void => {
       this.control?.respond(400, req.requestId, { reason });
       this.stats.refused({ ...ctx, reason });

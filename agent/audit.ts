@@ -10,6 +10,8 @@ export type AuditOutcome = 'closed' | 'refused' | 'malformed' | 'target-unavaila
 export interface AuditRecord {
   request_id?: string | undefined;
   service?: string | undefined;
+  /** Who asked for the stream, when the hub said (`$op`; IoT Hub does not). */
+  operator?: string | undefined;
   target?: string | undefined;
   outcome: AuditOutcome;
   /** Bytes from the service side into the local target, and back. */

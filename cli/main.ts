@@ -46,11 +46,12 @@ export function buildProgram(): Command {
     .requiredOption('--data-dir <dir>', 'the hub data directory')
     .option('--x509', 'authenticate with a client certificate from the hub CA instead of keys')
     .option('--out <dir>', 'with --x509: where to write ID.pem and ID-key.pem (0600)', '.')
-    .action(async (id: string, opts: { dataDir: string; x509?: boolean; out: string }) => (await import('./run/hub-devices')).addDevice(id, opts));
+    .option('--force', 'write even over a devices.json that does not parse (set aside as devices.json.broken-TIME first; its entries are lost)')
+    .action(async (id: string, opts: { dataDir: string; x509?: boolean; out: string; force?: boolean }) => (await import('./run/hub-devices')).addDevice(id, opts));
 
   hub
     .command('service-string')
-    .description('print the service connection string (last line)')
+    .description('print the connection string of the operator "service" (last line); add-operator gives others their own')
     .requiredOption('--data-dir <dir>', 'the hub data directory')
     .action(async (opts: { dataDir: string }) => (await import('./run/hub-devices')).printServiceString(opts));
 

@@ -1,8 +1,7 @@
-import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../core/log';
 import { DevstreamsError } from '../wire';
-import { RegistryFile, RegistryShapeError } from './registry-file';
+import { FollowedRegistry, RegistryShapeError } from './registry-file';
 
 /**
  * The device registry (devices.json, 0600): each device's two keys (or X.509), when it was created,
@@ -40,10 +39,6 @@ export interface RegistryChange {
   change: RegistryChangeKind;
   /** `keys-changed`: which keys were replaced (a session opened with the other one is still good). */
   keys?: KeyName[];
-}
-
-export interface RegistryEvents {
-  change: [RegistryChange];
 }
 
 export function newKey(): string {
@@ -137,40 +132,14 @@ export interface WriteOptions {
   force?: boolean;
 }
 
-export class DeviceRegistry extends EventEmitter<RegistryEvents> {
-  private readonly file: RegistryFile<Map<string, DeviceRecord>>;
-
-  /** `dir` is the hub data directory (devices.json inside it). */
+export class DeviceRegistry extends FollowedRegistry<Map<string, DeviceRecord>, RegistryChange> {
+  /** `dataDir` is the hub data directory (devices.json inside it). */
   constructor(dataDir: { path(name: string): string }, log?: Logger) {
-    super();
-    this.file = new RegistryFile({
-      path: dataDir.path('devices.json'),
-      mode: 0o600,
-      decode: decodeDevices,
-      encode: encodeDevices,
-      empty: () => new Map(),
-      ...(log ? { log } : {}),
-      onChange: (prev, next) => {
-        for (const change of diffRegistries(prev, next)) {
-          log?.info({ device: change.deviceId, change: change.change, ...(change.keys ? { keys: change.keys } : {}) }, `registry: device ${change.change}`);
-          this.emit('change', change);
-        }
-      },
-    });
-  }
-
-  /** First load (the hub, at start): throws ECONFIG `devices.json:line:col: …` when it is broken. */
-  load(): void {
-    this.file.load();
-  }
-
-  /** Follow the file for changes made by other processes (the hub does; a tool need not). */
-  watch(): void {
-    this.file.watch();
-  }
-
-  stop(): void {
-    this.file.stop();
+    super(
+      { path: dataDir.path('devices.json'), mode: 0o600, decode: decodeDevices, encode: encodeDevices, empty: () => new Map(), ...(log ? { log } : {}) },
+      diffRegistries,
+      (c) => [{ device: c.deviceId, change: c.change, ...(c.keys ? { keys: c.keys } : {}) }, `registry: device ${c.change}`],
+    );
   }
 
   get(deviceId: string): DeviceRecord | undefined {

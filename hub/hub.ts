@@ -17,7 +17,9 @@ import { DeviceHealth } from './devices';
 import { HubDataDir } from './data-dir';
 import { DeviceRegistry } from './device-registry';
 import { TLS_HANDSHAKE_TIMEOUT_MS } from './limits';
+import { OperatorStore } from './operators';
 import { ServiceApi } from './service-api';
+import { StreamAudit } from './stream-audit';
 import { BRIDGE_PATH_PREFIX, StreamingEndpoint } from './streaming-endpoint';
 import { HTTP_DEADLINE_CHECK_INTERVAL_MS, HTTP_HEADERS_TIMEOUT_MS, HTTP_MAX_HEADER_BYTES, HTTP_REQUEST_TIMEOUT_MS, onClientError, refuseOnSocket, requestPath } from './http-guards';
 
@@ -81,6 +83,10 @@ export class Hub {
   /** The device registry as the hub follows it; its `change` events name each device change. */
   registry?: DeviceRegistry;
   private draining = false;
+  /** Who may use the service side: `verify()` a credential, `revision()`/`change` to notice removal. */
+  operators?: OperatorStore;
+  /** One audit record per stream (logged; the recent ones kept for the console). */
+  audit?: StreamAudit;
 
   constructor(private readonly opts: HubOptions) {}
 
@@ -122,6 +128,13 @@ export class Hub {
     registry.load();
     registry.watch();
     this.registry = registry;
+    // Operators (operators.json; absent: `service` with secrets.json's key), followed the same way.
+    const operators = new OperatorStore({ dataDir, legacy: { name: secrets.service_policy_name, key: secrets.service_policy_key }, log: log.child({ part: 'operators' }) });
+    operators.load();
+    operators.watch();
+    this.operators = operators;
+    const audit = new StreamAudit(log.child({ part: 'audit' }));
+    this.audit = audit;
 
     const external = this.opts.externalBroker;
     // Request ids carry the instance id, so a device's answer seen by every hub finds only the one that asked.
@@ -135,10 +148,11 @@ export class Hub {
       log.child({ part: 'streaming' }),
       this.opts.handshakeTimeoutMs ?? STREAM_HANDSHAKE_TIMEOUT_S * 1000,
       this.opts.pingIntervalMs,
+      { audit, operatorExists: (name) => operators.get(name) !== undefined },
     );
     this.endpoint.start();
     const devices = new DeviceHealth(registry, this.broker, log.child({ part: 'devices' }), (id) => this.endpoint?.activeStreamsFor(id) ?? 0);
-    const api = new ServiceApi({ registry, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, hostNames: () => [this.hostName, ...certHosts], devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}) });
+    const api = new ServiceApi({ registry, operators, audit, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, hostNames: () => [this.hostName, ...certHosts], devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}) });
     this.mqttWss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -247,6 +261,7 @@ export class Hub {
     this.server = undefined;
     server?.close();
     this.registry?.stop();
+    this.operators?.stop();
     for (const [name, part] of [
       ['streaming endpoint', this.endpoint],
       ['broker', this.broker],

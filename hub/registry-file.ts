@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, renameSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { writeFileAtomicSync } from '../core/atomic-file';
@@ -197,5 +198,45 @@ export class RegistryFile<T> {
       const at = err.key === undefined ? -1 : text.indexOf(JSON.stringify(err.key));
       return { problem: { file, ...lineAndColumn(text, Math.max(at, 0)), message: err.message } };
     }
+  }
+}
+
+/**
+ * A registry that follows its file and announces each change as a `change` event (what `diff`
+ * finds between the last good registry and the new one), logged at info with `describe`'s context.
+ */
+export abstract class FollowedRegistry<T, Change> extends EventEmitter<{ change: [Change] }> {
+  protected readonly file: RegistryFile<T>;
+
+  constructor(
+    opts: Omit<RegistryFileOptions<T>, 'onChange'>,
+    diff: (prev: T, next: T) => Change[],
+    describe: (change: Change) => [Record<string, unknown>, string],
+  ) {
+    super();
+    this.file = new RegistryFile({
+      ...opts,
+      onChange: (prev, next) => {
+        for (const change of diff(prev, next)) {
+          const [ctx, msg] = describe(change);
+          opts.log?.info(ctx, msg);
+          this.emit('change', change);
+        }
+      },
+    });
+  }
+
+  /** First load (the hub, at start): throws ECONFIG `file:line:col: …` when the file is broken. */
+  load(): void {
+    this.file.load();
+  }
+
+  /** Follow the file for changes made by other processes (the hub does; a tool need not). */
+  watch(): void {
+    this.file.watch();
+  }
+
+  stop(): void {
+    this.file.stop();
   }
 }

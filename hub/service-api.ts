@@ -8,18 +8,17 @@ import {
   HUB_ERROR,
   STREAM_HANDSHAKE_TIMEOUT_S,
   hubErrorBody,
-  isDevstreamsError,
-  parseSasToken,
   parseStreamRequestPath,
   assertSasScope,
   splitHostName,
-  verifySasToken,
   type HubErrorName,
 } from '../wire';
 import type { ControlPlane } from './control-plane';
 import type { DeviceHealth } from './devices';
 import type { HubSecrets } from './data-dir';
 import type { DeviceRegistry } from './device-registry';
+import { operatorAllows, type Operator, type OperatorStore } from './operators';
+import type { StreamAudit } from './stream-audit';
 import { newStreamId, signStreamToken } from './stream-tokens';
 import { DEFAULT_DEVICE_STREAM_LIMIT, DEFAULT_SERVICE_STREAM_LIMIT, RateLimiter, type RateLimit } from './rate-limit';
 import { BRIDGE_PATH_PREFIX } from './streaming-endpoint';
@@ -41,8 +40,14 @@ export interface OpenStreamOptions {
   responseTimeoutS?: number;
   /** Aborting stops the wait for the device's answer. */
   signal?: AbortSignal;
-  /** Who asked (the console's signed-in operator), for the streams view. */
+  /**
+   * Who asks: the operator's name (the service API's verified SharedAccessKeyName, the console's
+   * signed-in operator). Checked against the operator store as of now (removed: refused; limited to
+   * devices or services: enforced), carried in the stream tokens and to the device (`$op`), audited.
+   */
   operator?: string;
+  /** The operator's address, for the audit line. */
+  remote?: string;
 }
 
 /** The device's answer to a stream request, or why there was none (an IoT Hub error name). */
@@ -107,6 +112,10 @@ export class ServiceApi {
       rateLimits?: { device?: RateLimit; service?: RateLimit };
       /** Online state and last health per device, for `GET /devices`. */
       devices?: DeviceHealth;
+      /** Who may ask for streams: each operator's key and limits, followed live. */
+      operators: OperatorStore;
+      /** One audit line per stream request the hub did not hand on (accepted ones: the streaming endpoint). */
+      audit?: StreamAudit;
       /** Told of every accepted stream: which service and (console) operator it is for. */
       onStreamGranted?: (streamId: string, meta: { service: string; operator?: string; exp: number }) => void;
       /** A request on this connection carried a valid service credential (it leaves the pre-auth caps). */
@@ -153,23 +162,28 @@ export class ServiceApi {
     }
     // A token scoped to one device (sr={host}/devices/{id}) covers that device's stream requests only.
     const target = op.kind === 'devices' ? 'devices' : op.route ? `devices/${op.route.deviceId}` : '';
-    const denied = this.authorize(req.headers.authorization, target);
-    if (denied) return this.fail(res, 'IotHubUnauthorizedAccess', denied, trackingId);
+    const who = this.authorize(req.headers.authorization, target);
+    if ('refused' in who) return this.fail(res, 'IotHubUnauthorizedAccess', who.refused, trackingId);
     this.deps.onAuthorized?.(req.socket);
     if (op.kind === 'devices') {
-      const body = JSON.stringify(this.deps.devices!.list());
+      // An operator limited to some devices sees only those.
+      const body = JSON.stringify(this.deps.devices!.list().filter((d) => operatorAllows(who.operator, d.deviceId)));
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body);
       return;
     }
     const route = op.route;
     if (route === null) return refuse('ArgumentInvalid', 'malformed device id or stream name in the path');
-    const throttled = this.throttle(route.deviceId);
+    const operator = who.operator.name;
+    const remote = req.socket.remoteAddress;
+    const throttled = this.throttle(operator, route.deviceId);
     if (throttled) {
       res.setHeader('retry-after', String(throttled.retryAfterS));
       this.deps.log.warn({ device: route.deviceId, limit: throttled.who, trackingId }, 'stream request throttled');
-      return this.fail(res, 'ThrottlingException', `too many stream requests ${throttled.who}: retry in ${throttled.retryAfterS} s`, trackingId);
+      const message = `too many stream requests ${throttled.who}: retry in ${throttled.retryAfterS} s`;
+      this.deps.audit?.record({ operator, remote, device: route.deviceId, service: route.streamName, outcome: 'denied', reason: message });
+      return this.fail(res, 'ThrottlingException', message, trackingId);
     }
-    this.requestStream(req, res, route.deviceId, route.streamName, trackingId).catch((err: unknown) => {
+    this.requestStream(req, res, route.deviceId, route.streamName, { trackingId, operator, ...(remote ? { remote } : {}) }).catch((err: unknown) => {
       this.deps.log.error({ err, trackingId }, 'stream request failed');
       if (!res.headersSent) this.fail(res, 'ServerError', 'internal error', trackingId);
     });
@@ -183,11 +197,10 @@ export class ServiceApi {
     return undefined;
   }
 
-  /** Takes a token from the service credential's and the device's bucket; says which one ran dry. */
-  private throttle(deviceId: string): { who: string; retryAfterS: number } | undefined {
-    const policy = this.deps.secrets.service_policy_name;
-    const forService = this.serviceLimiter.take(policy);
-    if (forService) return { who: `for service credential "${policy}"`, retryAfterS: forService };
+  /** Takes a token from the operator's and the device's bucket; says which one ran dry. */
+  private throttle(operator: string, deviceId: string): { who: string; retryAfterS: number } | undefined {
+    const forService = this.serviceLimiter.take(operator);
+    if (forService) return { who: `for service credential "${operator}"`, retryAfterS: forService };
     // Only registered devices get a bucket: unknown ids must not grow the map.
     if (!this.known(deviceId)) return undefined;
     const forDevice = this.deviceLimiter.take(deviceId);
@@ -200,26 +213,24 @@ export class ServiceApi {
     return Boolean(this.deps.registry.get(deviceId)) || (this.deps.broker.knows?.(deviceId) ?? false);
   }
 
-  /** Returns why the request for `target` (`devices`, `devices/{id}`) is not authorized, or undefined. */
-  private authorize(header: string | undefined, target: string): string | undefined {
-    if (!header) return 'no Authorization header (SharedAccessSignature expected)';
-    try {
-      const token = parseSasToken(header);
-      if (token.keyName !== this.deps.secrets.service_policy_name) return `unknown shared access policy "${token.keyName ?? ''}"`;
-      verifySasToken(token, this.deps.secrets.service_policy_key);
-      assertSasScope(token, this.deps.hostNames(), target);
-      return undefined;
-    } catch (err) {
-      return isDevstreamsError(err) ? err.message : 'malformed token';
-    }
+  /** The operator whose credential this is, when it is good for `target` (`devices`, `devices/{id}`); or why not. */
+  private authorize(header: string | undefined, target: string): { operator: Operator } | { refused: string } {
+    return this.deps.operators.verify(header, (token) => assertSasScope(token, this.deps.hostNames(), target));
   }
 
-  private async requestStream(req: IncomingMessage, res: ServerResponse, deviceId: string, streamName: string, trackingId: string): Promise<void> {
+  private async requestStream(
+    req: IncomingMessage,
+    res: ServerResponse,
+    deviceId: string,
+    streamName: string,
+    ask: { trackingId: string; operator: string; remote?: string },
+  ): Promise<void> {
+    const { trackingId } = ask;
     const controller = new AbortController();
     // A service that gives up (closes its request) stops the wait.
     res.on('close', () => controller.abort());
     const grant = await this.openStream(deviceId, streamName, {
-      trackingId,
+      ...ask,
       connectTimeoutS: timeoutHeader(req, HEADER.connectTimeout),
       responseTimeoutS: timeoutHeader(req, HEADER.responseTimeout),
       signal: controller.signal,
@@ -241,9 +252,38 @@ export class ServiceApi {
    * the hub's console makes on an operator's behalf (hub/console/). Never throws.
    */
   async openStream(deviceId: string, streamName: string, o: OpenStreamOptions = {}): Promise<StreamGrant> {
+    const grant = await this.askDevice(deviceId, streamName, o);
+    // Accepted streams are audited by the streaming endpoint when they end.
+    if (!('accepted' in grant && grant.accepted)) {
+      const refused = 'accepted' in grant;
+      this.deps.audit?.record({
+        operator: o.operator,
+        remote: o.remote,
+        device: deviceId,
+        service: streamName,
+        outcome: refused ? 'refused' : grant.error === 'GatewayTimeout' ? 'timeout' : 'denied',
+        reason: refused ? (grant.reason ?? 'refused by the device') : grant.message,
+      });
+    }
+    return grant;
+  }
+
+  /** Why `operator` may not have this stream now (removed since it signed its request, or limited), or undefined. */
+  private operatorRefusal(operator: string | undefined, deviceId: string, streamName: string): string | undefined {
+    if (operator === undefined) return undefined;
+    const op = this.deps.operators.get(operator);
+    if (!op) return `operator "${operator}" was removed`;
+    if (!operatorAllows(op, deviceId)) return `operator "${operator}" may not reach device "${deviceId}"`;
+    if (!operatorAllows(op, deviceId, streamName)) return `operator "${operator}" may not use service "${streamName}"`;
+    return undefined;
+  }
+
+  private async askDevice(deviceId: string, streamName: string, o: OpenStreamOptions): Promise<StreamGrant> {
     const { broker, log, secrets } = this.deps;
     const trackingId = o.trackingId ?? randomUUID();
-    const ctx = { device: deviceId, service: streamName, trackingId };
+    const ctx = { device: deviceId, service: streamName, trackingId, ...(o.operator ? { operator: o.operator } : {}) };
+    const notAllowed = this.operatorRefusal(o.operator, deviceId, streamName);
+    if (notAllowed) return { error: 'IotHubUnauthorizedAccess', message: notAllowed };
     if (!this.known(deviceId)) return { error: 'DeviceNotFound', message: `device "${deviceId}" is not registered with this hub` };
     if (this.deps.registry.get(deviceId)?.status === 'disabled') return { error: 'DeviceNotOnline', message: `device "${deviceId}" is disabled` };
     if (!broker.isOnline(deviceId)) return { error: 'DeviceNotOnline', message: `device "${deviceId}" is not connected to the hub` };
@@ -254,8 +294,9 @@ export class ServiceApi {
     const requestId = `${this.deps.requestIdPrefix ?? ''}${this.nextRequestId++}`;
     const exp = Date.now() + connectTimeoutS * 1000;
     const key = secrets.stream_signing_key;
-    const deviceToken = signStreamToken(key, { streamId, side: 'device', deviceId, exp });
-    const serviceToken = signStreamToken(key, { streamId, side: 'service', deviceId, exp });
+    const about = { ...(o.operator ? { operator: o.operator } : {}), service: streamName };
+    const deviceToken = signStreamToken(key, { streamId, side: 'device', deviceId, exp, ...about });
+    const serviceToken = signStreamToken(key, { streamId, side: 'service', deviceId, exp, ...about });
     const streamUrl = streamingUrl(this.deps.streamingHost(), streamId);
 
     const waitKey = `${deviceId}\n${requestId}`;
@@ -266,7 +307,7 @@ export class ServiceApi {
     });
     const onAbort = (): void => this.waiters.get(waitKey)?.resolve('timeout');
     o.signal?.addEventListener('abort', onAbort, { once: true });
-    if (!broker.sendStreamRequest(deviceId, { streamName, requestId, url: streamUrl, authToken: deviceToken })) {
+    if (!broker.sendStreamRequest(deviceId, { streamName, requestId, url: streamUrl, authToken: deviceToken, ...(o.operator ? { operator: o.operator } : {}) })) {
       this.waiters.delete(waitKey);
       clearTimeout(timer);
       o.signal?.removeEventListener('abort', onAbort);

@@ -13,6 +13,10 @@ export interface StreamTokenClaims {
   deviceId: string;
   /** Expiry, ms since the epoch. */
   exp: number;
+  /** Who asked for the stream (the operator's SharedAccessKeyName), for the audit line. */
+  operator?: string;
+  /** The service (stream name) asked for, for the audit line. */
+  service?: string;
 }
 
 const VERSION = 'dst1';
@@ -26,7 +30,9 @@ function mac(key: string, payload: string): Buffer {
 }
 
 export function signStreamToken(key: string, claims: StreamTokenClaims): string {
-  const payload = Buffer.from(JSON.stringify({ s: claims.streamId, t: claims.side, d: claims.deviceId, e: claims.exp })).toString('base64url');
+  const payload = Buffer.from(
+    JSON.stringify({ s: claims.streamId, t: claims.side, d: claims.deviceId, e: claims.exp, ...(claims.operator ? { o: claims.operator } : {}), ...(claims.service ? { n: claims.service } : {}) }),
+  ).toString('base64url');
   return `${VERSION}.${payload}.${mac(key, payload).toString('base64url')}`;
 }
 
@@ -38,7 +44,7 @@ export function verifyStreamToken(key: string, token: string, nowMs = Date.now()
   const given = Buffer.from(sig, 'base64url');
   const expected = mac(key, payload);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { refused: 'bad signature' };
-  let c: { s?: unknown; t?: unknown; d?: unknown; e?: unknown };
+  let c: { s?: unknown; t?: unknown; d?: unknown; e?: unknown; o?: unknown; n?: unknown };
   try {
     c = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
   } catch {
@@ -48,5 +54,12 @@ export function verifyStreamToken(key: string, token: string, nowMs = Date.now()
     return { refused: 'malformed token' };
   }
   if (c.e <= nowMs) return { refused: 'token expired' };
-  return { streamId: c.s, side: c.t, deviceId: c.d, exp: c.e };
+  return {
+    streamId: c.s,
+    side: c.t,
+    deviceId: c.d,
+    exp: c.e,
+    ...(typeof c.o === 'string' ? { operator: c.o } : {}),
+    ...(typeof c.n === 'string' ? { service: c.n } : {}),
+  };
 }

@@ -8,6 +8,7 @@ import { formatBytes } from '../core/format';
 import { CLOSE, EXT_HEADER, HELLO_HEADER, MAX_FRAME_BYTES, parseBearer, parseExtensionList } from '../wire';
 import { Leg } from './bridge';
 import { decodePathSegment, refuseOnSocket, requestPath } from './http-guards';
+import type { StreamAudit } from './stream-audit';
 import { verifyStreamToken, type StreamSide, type StreamTokenClaims } from './stream-tokens';
 
 export const BRIDGE_PATH_PREFIX = '/bridges/';
@@ -17,6 +18,15 @@ interface PendingStream {
   legs: Partial<Record<StreamSide, Leg>>;
   timer: NodeJS.Timeout;
   startedAt: number;
+  /** The service side's address as it connected here (the operator's, for the audit line). */
+  serviceRemote?: string;
+}
+
+/** What the endpoint needs of the operator store and the audit (both optional: tests run without). */
+export interface StreamingAuditing {
+  audit?: StreamAudit;
+  /** False once the operator a service token names was removed: its unused tokens are refused. */
+  operatorExists?: (name: string) => boolean;
 }
 
 /**
@@ -42,6 +52,7 @@ export class StreamingEndpoint {
     private readonly log: Logger,
     private readonly handshakeTimeoutMs: number,
     private readonly pingIntervalMs = WS_PING_INTERVAL_MS,
+    private readonly auditing: StreamingAuditing = {},
   ) {
     // A side that announced extensions learns in the 101 that a hello frame will follow; an IoT Hub
     // SDK side announces none and gets IoT Hub's plain answer.
@@ -80,14 +91,18 @@ export class StreamingEndpoint {
     const claims = verifyStreamToken(this.signingKey, token);
     if ('refused' in claims) return refuse(claims.refused);
     if (claims.streamId !== streamId) return refuse('token is for another stream');
+    if (claims.side === 'service' && claims.operator && this.auditing.operatorExists && !this.auditing.operatorExists(claims.operator)) {
+      return refuse(`operator "${claims.operator}" was removed`);
+    }
     const usedKey = `${claims.streamId}/${claims.side}`;
     if (this.used.has(usedKey)) return refuse('token already used');
     this.used.set(usedKey, claims.exp);
     const announced = parseExtensionList(req.headers[EXT_HEADER]);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, claims, announced));
+    const remote = req.socket.remoteAddress;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, claims, announced, remote));
   }
 
-  private attach(ws: WebSocket, claims: StreamTokenClaims, announced: string[] | null): void {
+  private attach(ws: WebSocket, claims: StreamTokenClaims, announced: string[] | null, remote: string | undefined): void {
     const leg = new Leg(ws, claims.side, announced);
     // Both sides are pinged: a side that vanished without closing ends the stream for the other.
     heartbeat(ws, this.pingIntervalMs);
@@ -102,6 +117,7 @@ export class StreamingEndpoint {
       this.pending.set(claims.streamId, p);
     }
     p.legs[claims.side] = leg;
+    if (claims.side === 'service') p.serviceRemote = remote;
     const { device, service } = p.legs;
     if (device && service) {
       clearTimeout(p.timer);
@@ -139,6 +155,7 @@ export class StreamingEndpoint {
       else this.perDevice.delete(id);
       // Clean only when both sides closed normally; any other end reset someone's local connection.
       const clean = device.closed?.code === CLOSE.NORMAL && service.closed?.code === CLOSE.NORMAL;
+      const why = [device.closed?.reason, service.closed?.reason].filter(Boolean).join('; ') || 'connection lost';
       this.log[clean ? 'info' : 'warn'](
         {
           ...ctx,
@@ -150,8 +167,18 @@ export class StreamingEndpoint {
           ...(device.textDropped || service.textDropped ? { text_frames_dropped: device.textDropped + service.textDropped } : {}),
           active: this.activeStreams,
         },
-        `stream ${clean ? 'closed' : 'cut'}${clean ? '' : ` (${[device.closed?.reason, service.closed?.reason].filter(Boolean).join('; ') || 'connection lost'})`} device→service ${formatBytes(device.bytes)} service→device ${formatBytes(service.bytes)}`,
+        `stream ${clean ? 'closed' : 'cut'}${clean ? '' : ` (${why})`} device→service ${formatBytes(device.bytes)} service→device ${formatBytes(service.bytes)}`,
       );
+      this.auditing.audit?.record({
+        ...this.auditAbout(p),
+        outcome: 'closed',
+        reason: clean ? 'both ends closed' : why,
+        device_close: device.closed?.code,
+        service_close: service.closed?.code,
+        bytes_service_to_device: service.bytes,
+        bytes_device_to_service: device.bytes,
+        duration_ms: Date.now() - p.startedAt,
+      });
     });
   }
 
@@ -163,7 +190,13 @@ export class StreamingEndpoint {
       const other = side === 'device' ? 'service' : 'device';
       this.log.warn({ stream: streamId.slice(0, 8), device: p.claims.deviceId, waiting: side }, `stream handshake timed out: the ${other} never connected`);
       leg.close(CLOSE.HANDSHAKE_TIMEOUT, `the ${other} did not connect within ${Math.round(this.handshakeTimeoutMs / 1000)} s`);
+      this.auditing.audit?.record({ ...this.auditAbout(p), outcome: 'timeout', reason: `the ${other} never connected to the streaming endpoint`, duration_ms: Date.now() - p.startedAt });
     }
+  }
+
+  private auditAbout(p: PendingStream): { operator?: string; remote?: string; device: string; service: string; stream: string } {
+    const c = p.claims;
+    return { operator: c.operator, remote: p.serviceRemote, device: c.deviceId, service: c.service ?? '?', stream: c.streamId.slice(0, 8) };
   }
 
   /**

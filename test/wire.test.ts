@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   createSasToken,
+  formatFleetStreamRequestTopic,
   formatStreamRequestTopic,
   formatStreamResponseTopic,
   isDevstreamsError,
@@ -45,6 +46,21 @@ describe('stream request topics', () => {
   it('round-trips what the hub formats', () => {
     const req = { streamName: 'web', requestId: '42', url: 'wss://hub.example:8443/bridges/abc?x=1&y=2', authToken: 'dst1.e30.sig' };
     expect(parseStreamRequestTopic(formatStreamRequestTopic(req))).toEqual(req);
+  });
+
+  it('carries the operator as $op (ours; the SDK fixtures above parse the same with it unknown to them)', () => {
+    const req = { streamName: 'ssh', requestId: '3', url: 'wss://hub.example:8443/bridges/abc', authToken: 'dst1.e30.sig', operator: 'alice.smith@ops' };
+    const topic = formatStreamRequestTopic(req);
+    expect(topic).toBe('$iothub/streams/POST/ssh/?$rid=3&$url=wss%3A%2F%2Fhub.example%3A8443%2Fbridges%2Fabc&$auth=dst1.e30.sig&$op=alice.smith%40ops');
+    expect(parseStreamRequestTopic(topic)).toEqual(req);
+    // Fleet brokers (NATS) carry no dots in the bag: the operator's are %2E like the URL's.
+    expect(formatFleetStreamRequestTopic(req, 'devices/pi/$iothub')).toMatch(/&\$op=alice%2Esmith%40ops$/);
+    expect(parseStreamRequestTopic(formatFleetStreamRequestTopic(req, 'devices/pi/$iothub'), 'devices/pi/$iothub').operator).toBe('alice.smith@ops');
+    // An $op that is not an operator name is dropped, never fails the request, never reaches a log raw.
+    for (const bad of ['%1B%5B2J', '%E0%A4%A', '', 'a%0Ab', 'x'.repeat(65)]) {
+      const r = parseStreamRequestTopic(`$iothub/streams/POST/ssh/?$rid=1&$url=wss%3A%2F%2Fh&$auth=t&$op=${bad}`);
+      expect(r.operator, bad).toBeUndefined();
+    }
   });
 
   it.each([

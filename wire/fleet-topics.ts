@@ -1,5 +1,5 @@
 import { DevstreamsError } from './errors';
-import type { StreamRequest } from './topics';
+import { operatorBagEntry, type StreamRequest } from './topics';
 
 /**
  * Topics on a plain (external, possibly clustered) MQTT broker. IoT Hub routes `$iothub/…` per
@@ -92,5 +92,5 @@ export function parseFleetTopic(template: string, topic: string): FleetMessage |
  */
 export function formatFleetStreamRequestTopic(req: StreamRequest, root: string): string {
   const noDots = (s: string): string => s.replace(/\./g, '%2E');
-  return `${root}/streams/POST/${req.streamName}/?$rid=${req.requestId}&$url=${noDots(encodeURIComponent(req.url))}&$auth=${noDots(req.authToken)}`;
+  return `${root}/streams/POST/${req.streamName}/?$rid=${req.requestId}&$url=${noDots(encodeURIComponent(req.url))}&$auth=${noDots(req.authToken)}${operatorBagEntry(req, (op) => noDots(encodeURIComponent(op)))}`;
 }

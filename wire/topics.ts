@@ -14,6 +14,23 @@ export interface StreamRequest {
   url: string;
   /** Bearer token for that URL, raw. */
   authToken: string;
+  /**
+   * Ours (`$op`): the operator who asked, for the device's audit line. IoT Hub's SDKs ignore bag keys
+   * they do not know (IoT Hub itself adds `$ip`), so it costs an SDK device nothing.
+   */
+  operator?: string;
+}
+
+/**
+ * Operator names (a service connection string's SharedAccessKeyName, IoT Hub's policy names): up to
+ * 64 of letters, digits and `. _ - @`, starting with a letter or digit. Checked at the hub when an
+ * operator is made and at the device before a name from `$op` reaches its audit line.
+ */
+export const OPERATOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+/** `&$op=NAME` when the request names an operator; `encode` as the URL is (fleet brokers: no dots). */
+export function operatorBagEntry(req: StreamRequest, encode: (s: string) => string = encodeURIComponent): string {
+  return req.operator ? `&$op=${encode(req.operator)}` : '';
 }
 
 export function streamRequestSubscription(root = IOTHUB_ROOT): string {
@@ -27,7 +44,7 @@ export function streamResponseSubscription(root = IOTHUB_ROOT): string {
 export function formatStreamRequestTopic(req: StreamRequest, root = IOTHUB_ROOT): string {
   return (
     `${root}/streams/POST/${req.streamName}/?$rid=${req.requestId}` +
-    `&$url=${encodeURIComponent(req.url)}&$auth=${req.authToken}`
+    `&$url=${encodeURIComponent(req.url)}&$auth=${req.authToken}${operatorBagEntry(req)}`
   );
 }
 
@@ -77,7 +94,18 @@ export function parseStreamRequestTopic(topic: string, root = IOTHUB_ROOT): Stre
   } catch {
     throw malformed('$url is not valid percent-encoding');
   }
-  return { streamName, requestId, url, authToken };
+  return { streamName, requestId, url, authToken, ...operatorFromBag(props.get('$op')) };
+}
+
+/** `$op` decoded and checked: an operator name, or nothing (a malformed one never fails the request). */
+function operatorFromBag(raw: string | undefined): { operator?: string } {
+  if (raw === undefined) return {};
+  try {
+    const name = decodeURIComponent(raw);
+    return OPERATOR_NAME.test(name) ? { operator: name } : {};
+  } catch {
+    return {};
+  }
 }
 
 /** `200` accepts, `400` rejects: IoT Hub knows no other codes. */

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { HubDataDir } from '../../hub/data-dir';
 import { DeviceRegistry, type KeyName } from '../../hub/device-registry';
 import { issueCertificate } from '../../hub/pki';
+import { operatorStore } from './hub-operators';
 import { DevstreamsError, formatDeviceConnectionString, formatServiceConnectionString } from '../../wire';
 
 /** Device certificates last as long as server certificates; reissue with `add-device --x509 --renew`. */
@@ -18,10 +19,10 @@ function writePrivate(file: string, text: string): void {
  * clientAuth, signed by the hub CA) into OUT as ID.pem and ID-key.pem, both 0600. Prints the file
  * names and, last, the connection string (`x509=true`).
  */
-export function addX509Device(dataDir: string, id: string, outDir: string): { certFile: string; keyFile: string; connectionString: string } {
+export function addX509Device(dataDir: string, id: string, outDir: string, force = false): { certFile: string; keyFile: string; connectionString: string } {
   const dir = new HubDataDir(dataDir);
   const settings = dir.settings();
-  new DeviceRegistry(dir).add(id, { x509: true });
+  new DeviceRegistry(dir).add(id, { x509: true, force });
   const ca = { certPem: readFileSync(dir.path('ca.pem'), 'utf8'), keyPem: readFileSync(dir.path('ca-key.pem'), 'utf8') };
   const issued = issueCertificate(ca, { commonName: id, usage: 'client', years: DEVICE_CERT_YEARS });
   mkdirSync(outDir, { recursive: true, mode: 0o700 });
@@ -33,9 +34,9 @@ export function addX509Device(dataDir: string, id: string, outDir: string): { ce
 }
 
 /** `hub add-device ID [--x509]`: prints the connection string last. */
-export function addDevice(id: string, opts: { dataDir: string; x509?: boolean; out: string }): void {
+export function addDevice(id: string, opts: { dataDir: string; x509?: boolean; out: string; force?: boolean }): void {
   if (opts.x509) {
-    const issued = addX509Device(opts.dataDir, id, opts.out);
+    const issued = addX509Device(opts.dataDir, id, opts.out, opts.force);
     process.stderr.write(`certificate ${issued.certFile}
 key ${issued.keyFile}
 (set hub.cert and hub.key in the agent config; keep both 0600)
@@ -46,27 +47,41 @@ key ${issued.keyFile}
   }
   const dir = new HubDataDir(opts.dataDir);
   const settings = dir.settings();
-  const record = new DeviceRegistry(dir).add(id);
+  const record = new DeviceRegistry(dir).add(id, { force: opts.force });
   process.stdout.write(`${formatDeviceConnectionString({ hostName: settings.host_name, deviceId: id, sharedAccessKey: record.primary_key })}\n`);
 }
 
-/** `hub service-string`: the service connection string. */
+/** `hub service-string`: the connection string of the operator `service` (the one every hub starts with). */
 export function printServiceString(opts: { dataDir: string }): void {
   const dir = new HubDataDir(opts.dataDir);
   const settings = dir.settings();
-  const secrets = dir.secrets();
-  process.stdout.write(
-    `${formatServiceConnectionString({ hostName: settings.host_name, sharedAccessKeyName: secrets.service_policy_name, sharedAccessKey: secrets.service_policy_key })}\n`,
-  );
+  const name = dir.secrets().service_policy_name;
+  const op = operatorStore(opts.dataDir).store.get(name);
+  if (!op) throw new DevstreamsError('EUSAGE', `operator "${name}" was removed: add-operator NAME gives a person or script its own connection string`);
+  process.stdout.write(`${formatServiceConnectionString({ hostName: settings.host_name, sharedAccessKeyName: op.name, sharedAccessKey: op.key })}\n`);
+}
+
+/** `hub remove-device|disable-device|enable-device ID`: a running hub follows at once. */
+export function changeDevice(verb: 'remove' | 'disable' | 'enable', id: string, opts: { dataDir: string; force?: boolean }): void {
+  const registry = new DeviceRegistry(new HubDataDir(opts.dataDir));
+  const write = { force: opts.force };
+  if (verb === 'remove') {
+    registry.remove(id, write);
+    process.stderr.write(`removed device "${id}": a running hub refuses it from now on and ends its sessions.\n`);
+  } else if (registry.setStatus(id, verb === 'disable' ? 'disabled' : 'enabled', write)) {
+    process.stderr.write(verb === 'disable' ? `disabled device "${id}": refused at connect, no streams; enable-device ${id} undoes it.\n` : `enabled device "${id}".\n`);
+  } else {
+    process.stderr.write(`device "${id}" was already ${verb}d.\n`);
+  }
 }
 
 /** `hub rotate-key ID --key primary|secondary`: replaces one key, prints the connection string with the new key. */
-export function rotateKey(id: string, opts: { dataDir: string; key: string }): void {
+export function rotateKey(id: string, opts: { dataDir: string; key: string; force?: boolean }): void {
   if (opts.key !== 'primary' && opts.key !== 'secondary') throw new DevstreamsError('EUSAGE', '--key must be primary or secondary');
   const which = opts.key as KeyName;
   const dir = new HubDataDir(opts.dataDir);
   const settings = dir.settings();
-  const record = new DeviceRegistry(dir).rotateKey(id, which);
+  const record = new DeviceRegistry(dir).rotateKey(id, which, { force: opts.force });
   const other = which === 'primary' ? 'secondary' : 'primary';
   process.stderr.write(`replaced the ${which} key of "${id}"; the ${other} key still works. Devices using the old ${which} key are refused from their next connect.\n`);
   process.stdout.write(`${formatDeviceConnectionString({ hostName: settings.host_name, deviceId: id, sharedAccessKey: record[`${which}_key`] })}\n`);
