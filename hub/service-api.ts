@@ -173,6 +173,8 @@ export class ServiceApi {
     }
     const route = op.route;
     if (route === null) return refuse('ArgumentInvalid', 'malformed device id or stream name in the path');
+    // IoT Hub modules do not exist here: a module stream must not reach the device as if it were its own.
+    if (route.moduleId !== undefined) return refuse('ArgumentInvalid', 'module streams are not supported by this hub: request the stream for the device (/twins/{deviceId}/streams/{name})');
     const operator = who.operator.name;
     const remote = req.socket.remoteAddress;
     const throttled = this.throttle(operator, route.deviceId);

@@ -137,13 +137,14 @@ describe('SDK-shaped service against our agent', () => {
   let rec: Awaited<ReturnType<typeof recordingTarget>>;
   let talker: Awaited<ReturnType<typeof recordingTarget>>;
   const reply = random(200 * 1024 + 5);
-  const open = (streamName: string) =>
+  const open = (streamName: string, moduleId?: string) =>
     sdkServiceStream({
       serviceConnectionString: stack.serviceConnectionString,
       hubAddress: { host: '127.0.0.1', port: stack.hub.port },
       caPem: stack.caPem,
       deviceId: 'pi-001',
       streamName,
+      ...(moduleId ? { moduleId } : {}),
     });
 
   beforeAll(async () => {
@@ -198,5 +199,9 @@ describe('SDK-shaped service against our agent', () => {
   it('a refusal is IoT Hub\'s 200 with is-accepted False', async () => {
     const s = await open('nosuch');
     expect(s.accepted).toBe(false);
+  });
+
+  it('refuses a module stream (no modules here) with IoT Hub\'s ArgumentInvalid, instead of handing it to the device', async () => {
+    await expect(open('echo', 'm1')).rejects.toThrow(/HTTP 400 .*400004.*module streams are not supported/);
   });
 });

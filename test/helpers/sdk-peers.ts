@@ -93,7 +93,8 @@ export class SdkDevice {
   private stream(url: string, auth: string, targetPort: number): void {
     const ev: SdkStreamEvents = { url, framesToTarget: 0, closed: Promise.resolve(0) };
     this.streams.push(ev);
-    if (new URL(url).port === '') {
+    // Read the raw text: WHATWG URL drops a default port (`:443`), which the SDK does not.
+    if (!/^wss:\/\/(\[[^\]]+\]|[^/:]+):\d+\//.test(url)) {
       ev.dialError = 'no port in the streaming URL (the C SDK dials port 0)';
       return;
     }
@@ -129,6 +130,7 @@ export async function sdkServiceStream(o: {
   hubAddress: { host: string; port: number };
   caPem: Buffer;
   deviceId: string;
+  moduleId?: string;
   streamName: string;
 }): Promise<{ accepted: false; headers: Record<string, unknown> } | { accepted: true; url: string; ws: WebSocket; frames: Array<{ text: boolean; data: Buffer }>; closed: Promise<number> }> {
   const f = connectionStringFields(o.serviceConnectionString);
@@ -139,7 +141,7 @@ export async function sdkServiceStream(o: {
         host: o.hubAddress.host,
         port: o.hubAddress.port,
         method: 'POST',
-        path: `/twins/${encodeURIComponent(o.deviceId)}/streams/${o.streamName}?api-version=${API_VERSION}`,
+        path: `/twins/${encodeURIComponent(o.deviceId)}${o.moduleId ? `/modules/${o.moduleId}` : ''}/streams/${o.streamName}?api-version=${API_VERSION}`,
         ca: o.caPem,
         headers: {
           authorization: cSdkSasToken(hostName, f.get('SharedAccessKey')!, f.get('SharedAccessKeyName')!),
@@ -149,8 +151,9 @@ export async function sdkServiceStream(o: {
         },
       },
       (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve(res.headers) : reject(new Error(`HTTP ${res.statusCode}`))));
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => (res.statusCode === 200 ? resolve(res.headers) : reject(new Error(`HTTP ${res.statusCode} ${Buffer.concat(chunks).toString()}`))));
       },
     );
     req.on('error', reject);
