@@ -21,7 +21,9 @@ export interface ProcessWorld {
   stop(): Promise<void>;
 }
 
-export async function startProcessWorld(opts: { hubArgs?: string[]; agentYaml?: string; connectArgs?: string[]; device?: string } = {}): Promise<ProcessWorld> {
+export async function startProcessWorld(
+  opts: { hubArgs?: string[]; agentYaml?: string; connectArgs?: string[]; device?: string; services?: Record<string, number>; connectService?: string } = {},
+): Promise<ProcessWorld> {
   const device = opts.device ?? 'pi-world';
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-world-'));
   const dataDir = join(dir, 'hub');
@@ -43,11 +45,13 @@ export async function startProcessWorld(opts: { hubArgs?: string[]; agentYaml?: 
     if (add.code !== 0) throw new Error(`add-device failed: ${add.stderr}`);
     const serviceString = lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout);
     const config = join(dir, 'agent.yaml');
-    writeFileSync(config, `hub:\n  connection_string: "${lastLine(add.stdout)}"\n  ca: ${join(dataDir, 'ca.pem')}\nservices:\n  echo:\n    port: ${echo.port}\n${opts.agentYaml ?? ''}`);
+    const services = { echo: echo.port, ...opts.services };
+    const servicesYaml = Object.entries(services).map(([name, port]) => `  ${name}:\n    port: ${port}\n`).join('');
+    writeFileSync(config, `hub:\n  connection_string: "${lastLine(add.stdout)}"\n  ca: ${join(dataDir, 'ca.pem')}\nservices:\n${servicesYaml}${opts.agentYaml ?? ''}`);
     const agent = runCli(['agent', '--config', config]);
     procs.push(agent);
     await agent.waitForLine(/listening for stream requests/);
-    const connect = runCli(['connect', device, 'echo', '--listen', '0', '--ca', join(dataDir, 'ca.pem'), ...(opts.connectArgs ?? [])], { DEVSTREAMS_CONNECTION_STRING: serviceString });
+    const connect = runCli(['connect', device, opts.connectService ?? 'echo', '--listen', '0', '--ca', join(dataDir, 'ca.pem'), ...(opts.connectArgs ?? [])], { DEVSTREAMS_CONNECTION_STRING: serviceString });
     procs.push(connect);
     const connectPort = Number(/:(\d+),/.exec(await connect.waitForLine(/^listening on /))![1]);
     return { dir, dataDir, hub: Object.assign(hub, { port }), agent, connect, connectPort, echo, serviceString, stop };

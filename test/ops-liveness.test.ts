@@ -1,0 +1,133 @@
+import { readFileSync } from 'node:fs';
+import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { StatusSnapshot } from '../agent/status';
+import { startProcessWorld, type ProcessWorld } from './helpers/process-world';
+import { until } from './helpers/stack';
+import { startFlood, type FloodServer } from './helpers/targets';
+
+const PING_MS = 500;
+/** The documented bound is 2-2.5 ping intervals; a busy CI machine gets a wide margin on top. */
+const CUT_WITHIN_MS = 2.5 * PING_MS + 8_000;
+
+/** A device target that reads and drops everything (an upload's destination), counting what is open. */
+async function startSink(): Promise<{ port: number; open: () => number; bytes: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let bytes = 0;
+  const server: Server = createServer((s) => {
+    sockets.add(s);
+    s.on('data', (c: Buffer) => (bytes += c.length));
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    open: () => sockets.size,
+    bytes: () => bytes,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+function readStatus(file: string): StatusSnapshot | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as StatusSnapshot;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How a client socket ended: 'reset' (ECONNRESET/EPIPE) or 'fin'. */
+function endOf(socket: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'reset' : `error ${err.code}`));
+    socket.on('end', () => resolve('fin'));
+  });
+}
+
+/**
+ * A hub that stops answering (SIGSTOP: its sockets stay open, nothing is read or sent) in the middle
+ * of a busy stream. Both ends must notice within the liveness bound, reset their local sides and, on
+ * the device, free the target connection and the max_streams slot.
+ */
+describe('a frozen hub during a busy stream', () => {
+  let world: ProcessWorld | undefined;
+  let sink: Awaited<ReturnType<typeof startSink>> | undefined;
+  let flood: FloodServer | undefined;
+  const sockets: Socket[] = [];
+  afterEach(async () => {
+    for (const s of sockets.splice(0)) s.destroy();
+    world?.hub.proc.kill('SIGCONT');
+    await world?.stop();
+    await sink?.close();
+    await flood?.close();
+    world = undefined;
+  });
+
+  const start = async (service: 'sink' | 'flood', port: number): Promise<{ statusFile: string }> => {
+    const statusFile = join('/tmp', `devstreams-liveness-${process.pid}-${service}.json`);
+    world = await startProcessWorld({
+      services: { [service]: port },
+      connectService: service,
+      agentYaml: `ping_interval: ${PING_MS}ms\nstatus_file: ${statusFile}\n`,
+      connectArgs: ['--ping-interval', `${PING_MS}ms`],
+    });
+    return { statusFile };
+  };
+
+  it('upload: connect and the agent both cut the stream within the bound; the target and the slot are freed', async () => {
+    sink = await startSink();
+    const { statusFile } = await start('sink', sink.port);
+    const client = netConnect(world!.connectPort, '127.0.0.1');
+    sockets.push(client);
+    const ended = endOf(client);
+    const block = Buffer.alloc(64 * 1024, 0x55);
+    let writing = true;
+    const pump = (): void => {
+      while (writing && !client.destroyed) if (!client.write(block)) return void client.once('drain', pump);
+    };
+    client.on('connect', pump);
+    await until(() => sink!.bytes() > 1024 * 1024 && sink!.open() === 1, 'the upload to flow');
+    await until(() => readStatus(statusFile)?.streams.active.length === 1, 'the agent to count the stream');
+    world!.hub.proc.kill('SIGSTOP');
+    const t0 = Date.now();
+    expect(await ended).toBe('reset');
+    const clientCutMs = Date.now() - t0;
+    writing = false;
+    await until(() => sink!.open() === 0, 'the agent to close its target connection', CUT_WITHIN_MS);
+    await until(() => readStatus(statusFile)?.streams.active.length === 0, 'the agent to free the slot', CUT_WITHIN_MS);
+    const agentCutMs = Date.now() - t0;
+    expect(clientCutMs).toBeLessThan(CUT_WITHIN_MS);
+    expect(agentCutMs).toBeLessThan(CUT_WITHIN_MS);
+    await world!.connect.waitForLine(/"level":40.*stream reset: connection to the hub lost \(1006\)/);
+    await world!.agent.waitForLine(/"level":40.*stream closed: remote closed \(1006\)/);
+    console.log(`frozen hub, upload: client reset after ${clientCutMs} ms, agent freed target and slot after ${agentCutMs} ms (ping ${PING_MS} ms)`);
+  }, 90_000);
+
+  it('download: connect and the agent both cut the stream within the bound; the target and the slot are freed', async () => {
+    flood = await startFlood(Infinity, Buffer.alloc(64 * 1024, 0x5a));
+    const { statusFile } = await start('flood', flood.port);
+    const client = netConnect(world!.connectPort, '127.0.0.1');
+    sockets.push(client);
+    const ended = endOf(client);
+    let got = 0;
+    client.on('data', (c: Buffer) => (got += c.length));
+    await until(() => got > 1024 * 1024, 'the download to flow');
+    await until(() => readStatus(statusFile)?.streams.active.length === 1, 'the agent to count the stream');
+    world!.hub.proc.kill('SIGSTOP');
+    const t0 = Date.now();
+    expect(await ended).toBe('reset');
+    const clientCutMs = Date.now() - t0;
+    await until(() => readStatus(statusFile)?.streams.active.length === 0, 'the agent to free the slot', CUT_WITHIN_MS);
+    const agentCutMs = Date.now() - t0;
+    expect(clientCutMs).toBeLessThan(CUT_WITHIN_MS);
+    expect(agentCutMs).toBeLessThan(CUT_WITHIN_MS);
+    await world!.agent.waitForLine(/"level":40.*stream closed: remote closed \(1006\)/);
+    console.log(`frozen hub, download: client reset after ${clientCutMs} ms, agent freed target and slot after ${agentCutMs} ms (ping ${PING_MS} ms)`);
+  }, 90_000);
+});
