@@ -24,7 +24,7 @@ import { TakeoverLog } from './takeover-log';
 /** The TLS socket under an MQTT connection (MQTT over TLS, or the TLS under MQTT over WebSocket). */
 function tlsSocketOf(client: Client): Partial<TLSSocket> | undefined {
   const c = client as Client & { req?: IncomingMessage; conn?: unknown };
-  return (c.req?.socket ?? c.conn) as Partial<TLSSocket> | undefined;
+  return (c.req?.socket ?? transports.get(c.conn as Duplex) ?? c.conn) as Partial<TLSSocket> | undefined;
 }
 
 /** `address:port` of a device's connection, for log lines. */
@@ -32,6 +32,8 @@ function remoteOf(client: Client): string {
   const socket = tlsSocketOf(client);
   return socket?.remoteAddress ? `${socket.remoteAddress}:${String(socket.remotePort)}` : 'unknown';
 }
+import { MQTT_CONNECT_TIMEOUT_MS } from './limits';
+import { guardedConnection, type MqttGuard } from './mqtt-guard';
 
 /**
  * An X.509 device is in when its TLS connection (MQTT over TLS, or the TLS under MQTT over WebSocket)
@@ -55,6 +57,8 @@ function certificateNotAfterMs(client: Client): number {
   // A certificate without a readable expiry was still verified by the chain check: end at once.
   return Number.isFinite(notAfter) ? notAfter : 0;
 }
+/** The TLS socket or WebSocket stream under each guarded MQTT connection (mqtt-guard.ts). */
+const transports = new WeakMap<Duplex, Duplex>();
 
 /** MQTT CONNACK return codes (3.1.1). */
 const BAD_USERNAME_OR_PASSWORD = 4;
@@ -68,6 +72,8 @@ export interface BrokerEvents {
   telemetry: [deviceId: string, payload: Buffer];
   online: [deviceId: string];
   offline: [deviceId: string];
+  /** A connection passed authentication (its TCP/TLS socket): it leaves the pre-auth caps. */
+  authenticated: [socket: Duplex];
 }
 
 /**
@@ -84,6 +90,7 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
   private readonly credentials = new WeakMap<Client, SessionCredential>();
   private readonly expiryTimers = new Map<Client, () => void>();
   private readonly takeovers: TakeoverLog;
+  private readonly guards = new WeakMap<Duplex, MqttGuard>();
 
   constructor(
     private readonly registry: DeviceRegistry,
@@ -98,7 +105,13 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
       // IoT Hub allows device ids of up to 128 characters.
       maxClientsIdLength: 128,
       drainTimeout: 30_000,
-      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
+      // The guard's per-packet limit and the admission caps follow authentication, whatever decided it.
+      authenticate: (client, username, password, done) =>
+        this.authenticate(client, username, password, (err, ok) => {
+          if (!err && ok) this.onAuthenticated(client);
+          done(err, ok);
+        }),
+      connectTimeout: MQTT_CONNECT_TIMEOUT_MS,
       authorizeSubscribe: (client, sub, done) => {
         const root = '$iothub';
         if (sub.topic === streamRequestSubscription(root) || sub.topic === streamResponseSubscription(root)) {
@@ -111,6 +124,12 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
       },
       authorizePublish: (client, packet, done) => {
         if (!client) return done(new Error('no client'));
+        // Nothing is kept for devices (IoT Hub and mosquitto's retain_available false): a retained
+        // publish, or a will asking to be retained, disconnects. The guard refuses most at the header.
+        if (packet.retain) {
+          this.log.warn({ device: client.id }, 'retained publish refused; disconnecting it');
+          return done(new Error('retained publish refused'));
+        }
         const t = packet.topic;
         if (t.toLowerCase().startsWith('$iothub/streams/res/') || t.startsWith(telemetryTopic(client.id))) return done(null);
         this.log.warn({ device: client.id, topic: t.slice(0, 200) }, 'publish refused: not a topic of this device; disconnecting it');
@@ -237,13 +256,27 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
     }
   }
 
-  /** Accepts one MQTT connection (MQTT over WebSocket or over TLS). */
-  handle(stream: Duplex, req?: IncomingMessage): void {
+  /**
+   * Accepts one MQTT connection (MQTT over WebSocket or over TLS) through a guard that bounds what it
+   * may send before and after authenticating (mqtt-guard.ts).
+   */
+  handle(transport: Duplex, req?: IncomingMessage): void {
     if (!this.aedes) {
-      stream.destroy();
+      transport.destroy();
       return;
     }
-    this.aedes.handle(stream, req);
+    const remote = (req?.socket ?? (transport as Partial<TLSSocket>)).remoteAddress;
+    const { conn, guard } = guardedConnection(transport, (code, detail) => this.log.debug({ remote, code }, `MQTT connection cut: ${detail}`));
+    transports.set(conn, req?.socket ?? transport);
+    this.guards.set(conn, guard);
+    this.aedes.handle(conn, req);
+  }
+
+  private onAuthenticated(client: Client): void {
+    const conn = (client as Client & { conn: Duplex }).conn;
+    this.guards.get(conn)?.markAuthenticated();
+    const socket = transports.get(conn);
+    if (socket) this.emit('authenticated', socket);
   }
 
   isOnline(deviceId: string): boolean {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:https';
 import { createServer as createTlsServer, type Server as TlsServer, type TlsOptions } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
@@ -16,8 +16,9 @@ import type { RateLimit } from './rate-limit';
 import { DeviceHealth } from './devices';
 import { HubDataDir } from './data-dir';
 import { DeviceRegistry } from './device-registry';
-import { TLS_HANDSHAKE_TIMEOUT_MS } from './limits';
 import { OperatorStore } from './operators';
+import { MQTT_PACKET_MAX_BYTES, TLS_HANDSHAKE_TIMEOUT_MS } from './limits';
+import { Admission, DEFAULT_ADMISSION, type AdmissionLimits } from './admission';
 import { ServiceApi } from './service-api';
 import { StreamAudit } from './stream-audit';
 import { BRIDGE_PATH_PREFIX, StreamingEndpoint } from './streaming-endpoint';
@@ -42,6 +43,8 @@ export interface HubOptions {
    * to; this hub then serves only the service API and the streaming endpoint.
    */
   externalBroker?: Omit<ExternalBrokerOptions, 'log' | 'instanceId'>;
+  /** Caps on connections that have not authenticated: admission.ts has the defaults. */
+  admission?: Partial<AdmissionLimits>;
   /** Unique per hub instance (external broker mode); random when not given. */
   instanceId?: string;
   /** On stop: how long joined streams may run to their end before the rest are reset (DEFAULT_DRAIN_MS). */
@@ -80,6 +83,7 @@ export class Hub {
   private mqttWss?: WebSocketServer;
   private hostName = '';
   private mqttServer?: TlsServer;
+  private admission?: Admission;
   /** The device registry as the hub follows it; its `change` events name each device change. */
   registry?: DeviceRegistry;
   private draining = false;
@@ -151,11 +155,17 @@ export class Hub {
       { audit, operatorExists: (name) => operators.get(name) !== undefined },
     );
     this.endpoint.start();
+    const admission = new Admission({ ...DEFAULT_ADMISSION, ...this.opts.admission }, log.child({ part: 'admission' }));
+    this.admission = admission;
+    this.endpoint.onTokenAccepted = (socket) => admission.authenticated(socket);
+    if (this.broker instanceof EmbeddedBroker) this.broker.on('authenticated', (socket) => admission.authenticated(socket as Socket));
     const devices = new DeviceHealth(registry, this.broker, log.child({ part: 'devices' }), (id) => this.endpoint?.activeStreamsFor(id) ?? 0);
-    const api = new ServiceApi({ registry, operators, audit, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, hostNames: () => [this.hostName, ...certHosts], devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}) });
+    const api = new ServiceApi({ registry, operators, audit, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, hostNames: () => [this.hostName, ...certHosts], devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}), onAuthorized: (socket) => admission.authenticated(socket) });
     this.mqttWss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
+      // One MQTT packet per WebSocket message (MQTT.js, the SDKs); the MQTT guard bounds the rest.
+      maxPayload: MQTT_PACKET_MAX_BYTES,
       // IoT Hub's C SDK asks for "MQTT", the others for "mqtt": answer in kind.
       handleProtocols: (protocols) => [...protocols].find((p) => p.toLowerCase() === 'mqtt') ?? false,
     });
@@ -177,6 +187,7 @@ export class Hub {
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('clientError', onClientError(log.child({ part: 'http' })));
+    server.on('connection', admission.onConnection);
     server.on('tlsClientError', (err, socket) => {
       log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
     });
@@ -187,7 +198,7 @@ export class Hub {
     this.hostName = this.opts.publicHost?.replace(/^(\[[^\]]+\]|[^:]+):443$/, '$1') ?? formatHostName(listenIsWildcard ? hostname() : listen.host, port);
     dataDir.writeSettings({ host_name: this.hostName, listen: formatHostPort(listen.host, port) });
     log.info({ listen: formatHostPort(listen.host, port), host_name: this.hostName, data_dir: this.opts.dataDir }, 'hub listening');
-    if (this.opts.mqttListen && !external) await this.startMqttTls(this.opts.mqttListen, tlsOptions);
+    if (this.opts.mqttListen && !external) await this.startMqttTls(this.opts.mqttListen, tlsOptions, admission);
   }
 
   /** Port of the MQTT/TLS listener (0 when there is none). */
@@ -195,13 +206,14 @@ export class Hub {
     return (this.mqttServer?.address() as AddressInfo | null)?.port ?? 0;
   }
 
-  private async startMqttTls(at: { host: string; port: number }, tlsOptions: TlsOptions): Promise<void> {
+  private async startMqttTls(at: { host: string; port: number }, tlsOptions: TlsOptions, admission: Admission): Promise<void> {
     const server = createTlsServer(tlsOptions, (socket) => {
       socket.on('error', () => socket.destroy());
       if (this.broker instanceof EmbeddedBroker) this.broker.handle(socket);
       else socket.destroy();
     });
     server.on('tlsClientError', (err, socket) => this.opts.log.debug({ err: err.message, remote: socket.remoteAddress }, 'MQTT/TLS handshake failed'));
+    server.on('connection', admission.onConnection);
     await listenOn(server, at);
     this.mqttServer = server;
     this.opts.log.info({ mqtt_listen: formatHostPort(at.host, this.mqttPort) }, 'MQTT over TLS listening');
@@ -233,6 +245,11 @@ export class Hub {
   /** Whether the control plane sees the device connected (and, on an external broker, this hub connected too). */
   isDeviceOnline(deviceId: string): boolean {
     return this.broker?.isOnline(deviceId) ?? false;
+  }
+
+  /** Connections on the listeners that have not authenticated (yet). */
+  get unauthenticatedConnections(): number {
+    return this.admission?.unauthenticated ?? 0;
   }
 
   get activeStreams(): number {

@@ -5,3 +5,15 @@
 
 /** A TLS handshake (HTTPS and MQTT/TLS ports) must complete within this; then the socket is cut. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** IoT Hub's largest device-to-cloud message; a device's publish payload may not exceed it. */
+export const DEVICE_MESSAGE_MAX_BYTES = 256 * 1024;
+/** Largest MQTT packet from an authenticated device: a full message plus room for topic and header. */
+export const MQTT_PACKET_MAX_BYTES = DEVICE_MESSAGE_MAX_BYTES + 8 * 1024;
+/**
+ * Bytes a client may send before it has authenticated (its CONNECT and anything pipelined after).
+ * A SAS CONNECT is about 400 bytes; this leaves room for long ids and a will message.
+ */
+export const MQTT_PREAUTH_MAX_BYTES = 16 * 1024;
+/** A new MQTT connection (after TLS or the WebSocket upgrade) must send CONNECT within this (aedes' connectTimeout). */
+export const MQTT_CONNECT_TIMEOUT_MS = 10_000;

@@ -44,6 +44,8 @@ export class StreamingEndpoint {
   private readonly perDevice = new Map<string, number>();
   private streamsTotal = 0;
   private sweepTimer?: NodeJS.Timeout;
+  /** Told when a connection's stream token was accepted (it leaves the hub's pre-auth caps). */
+  onTokenAccepted: (socket: IncomingMessage['socket']) => void = () => undefined;
 
   private draining = false;
 
@@ -97,6 +99,7 @@ export class StreamingEndpoint {
     const usedKey = `${claims.streamId}/${claims.side}`;
     if (this.used.has(usedKey)) return refuse('token already used');
     this.used.set(usedKey, claims.exp);
+    this.onTokenAccepted(req.socket);
     const announced = parseExtensionList(req.headers[EXT_HEADER]);
     const remote = req.socket.remoteAddress;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, claims, announced, remote));

@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'EPTY_UNAVAILABLE'
   /** The external MQTT broker refused the hub or could not be reached (fleet mode). */
   | 'EBROKER'
+  /** A peer broke the protocol or went over a limit (an oversized or retained MQTT packet). */
+  | 'EPROTOCOL'
   | 'ECONFIG'
   | 'EUSAGE';
 
