@@ -1,12 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import type { RawData, WebSocket } from 'ws';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createServer as createHttpsServer } from 'node:https';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { startTunnel } from '../core/tunnel';
+import { waitOpen } from '../agent/stream-session';
 import { dialStream } from '../core/stream-dial';
 import { peerExtensions } from '../core/peer-extensions';
 import { HubDataDir } from '../hub/data-dir';
 import { newStreamId, signStreamToken, type StreamSide } from '../hub/stream-tokens';
-import { HELLO_HEADER, STREAM_EXTENSIONS, encodeControl } from '../wire';
+import { EXT_HEADER, HELLO_HEADER, STREAM_EXTENSIONS, encodeControl } from '../wire';
 import { startStack, until, type Stack } from './helpers/stack';
 
 interface Frame {
@@ -140,4 +145,53 @@ describe('half-close follows negotiation', () => {
     expect(frames).toEqual([{ text: false, data: 'bye' }]);
   });
 
+});
+
+/** Facing IoT Hub: a streaming endpoint that answers the upgrade without our hello header. */
+describe('a streaming endpoint that does not negotiate (IoT Hub)', () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('gets no text frame from our tunnel: a local end is a normal close after the bytes', async () => {
+    // IoT Hub's gateway stand-in: TLS with the hub's certificate, plain WebSocket, records every frame.
+    const server = createHttpsServer({ cert: readFileSync(join(stack.dir, 'server.pem')), key: readFileSync(join(stack.dir, 'server-key.pem')) });
+    const wss = new WebSocketServer({ server });
+    const frames: Frame[] = [];
+    let announced: string | string[] | undefined;
+    const closed = new Promise<number>((resolve) =>
+      wss.on('connection', (peer, req) => {
+        announced = req.headers[EXT_HEADER];
+        peer.on('message', (d: RawData, isBinary: boolean) => frames.push({ text: !isBinary, data: d.toString() }));
+        peer.on('close', (code) => resolve(code));
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const local = createServer({ allowHalfOpen: true });
+    await new Promise<void>((r) => local.listen(0, '127.0.0.1', r));
+    const accepted = new Promise<Socket>((r) => local.once('connection', r));
+    const user = netConnect({ host: '127.0.0.1', port: (local.address() as AddressInfo).port, allowHalfOpen: true });
+    const sock = await accepted;
+
+    const ws = dialStream(`wss://127.0.0.1:${(server.address() as AddressInfo).port}/bridges/x`, 'token', stack.caPem);
+    await waitOpen(ws);
+    const tunnel = startTunnel(sock, ws);
+    expect(tunnel.peer.known).toBe(true);
+    expect(tunnel.peer.has('eof')).toBe(false);
+    tunnel.sendControl({ type: 'resize', cols: 100, rows: 30 });
+    user.end('abc');
+    expect(await closed).toBe(1000);
+    expect(frames).toEqual([{ text: false, data: 'abc' }]);
+    expect(announced).toBe(STREAM_EXTENSIONS.join(','));
+    expect((await tunnel.done).closeCode).toBe(1000);
+    user.destroy();
+    local.close();
+    wss.close();
+    server.close();
+  });
 });

@@ -1,11 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { formatHostName } from '../core/address';
+import { HubDataDir } from '../hub/data-dir';
+import { Hub } from '../hub/hub';
+import { certificateAltNames } from '../hub/pki';
 import { LINGER_MS } from '../core/tunnel';
 import { streamingUrl } from '../hub/service-api';
 import { isDevstreamsError } from '../wire';
 import { SdkDevice, sdkServiceStream } from './helpers/sdk-peers';
-import { startStack, until, type Stack } from './helpers/stack';
+import { startStack, testLogger, until, type Stack } from './helpers/stack';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
 
 interface Recorded {
@@ -49,6 +55,20 @@ function client(port: number, payload: Buffer, how: 'half-close' | 'close' | 're
 const WITHIN_LINGER_MS = LINGER_MS;
 
 describe('the hub names streams the way IoT Hub does', () => {
+  it('on 443 (here: a public name on :443) has a port-less HostName and a certificate for that name', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'devstreams-test-'));
+    const hub = new Hub({ dataDir: dir, listen: { host: '127.0.0.1', port: 0 }, publicHost: 'hub.devstreams.test:443', log: testLogger('hub') });
+    try {
+      await hub.start();
+      expect(hub.host).toBe('hub.devstreams.test');
+      expect(new HubDataDir(dir).settings().host_name).toBe('hub.devstreams.test');
+      expect(certificateAltNames(readFileSync(join(dir, 'server.pem'), 'utf8'))).toContain('hub.devstreams.test');
+    } finally {
+      await hub.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('puts the port in every streaming URL, and no port in a HostName on 443', () => {
     expect(streamingUrl('hub.example.net', 'abc')).toBe('wss://hub.example.net:443/bridges/abc');
     expect(streamingUrl('hub.example.net:8443', 'abc')).toBe('wss://hub.example.net:8443/bridges/abc');
