@@ -69,8 +69,9 @@ export function buildProgram(): Command {
       .command('connect <device> <service>')
       .description('listen on a local port; every TCP connection to it becomes a stream to DEVICE SERVICE (like ssh -L)')
       .requiredOption('-l, --listen <[host:]port>', 'local address to listen on (host defaults to 127.0.0.1)')
-      .option('--ping-interval <duration>', 'ping each stream this often; a hub silent for two intervals is taken for gone', '30s'),
-  ).action(async (device: string, service: string, opts: ServiceCliOptions & { listen: string; pingInterval: string }) => (await import('./run/connect')).runConnect(device, service, opts));
+      .option('--ping-interval <duration>', 'ping each stream this often; a hub silent for two intervals is taken for gone', '30s')
+      .option('--setup-timeout <duration>', 'a stream not open within this is reset, naming the step that timed out', '70s'),
+  ).action(async (device: string, service: string, opts: ServiceCliOptions & { listen: string; pingInterval: string; setupTimeout: string }) => (await import('./run/connect')).runConnect(device, service, opts));
 
   addServiceOptions(
     program

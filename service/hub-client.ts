@@ -92,10 +92,10 @@ export class HubClient {
   }
 
   /** One HTTPS request to the hub's service API; network and TLS failures become DevstreamsErrors. */
-  private call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, timeoutMs: number): Promise<HubResponse> {
+  private call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<HubResponse> {
     return new Promise<HubResponse>((resolve, reject) => {
       const req = httpsRequest(
-        { host: this.host, port: this.port, method, path, agent: this.agent, headers: { authorization: this.authorization(), ...headers }, timeout: timeoutMs },
+        { host: this.host, port: this.port, method, path, agent: this.agent, headers: { authorization: this.authorization(), ...headers }, timeout: timeoutMs, ...(signal ? { signal } : {}) },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -118,7 +118,8 @@ export class HubClient {
     return new DevstreamsError('EUNAUTHORIZED', `the hub refused the service credentials${because}: check DEVSTREAMS_CONNECTION_STRING`);
   }
 
-  async requestStream(deviceId: string, streamName: string): Promise<AcceptedStream> {
+  /** `signal` abandons the request (the caller's own setup deadline): its connection is freed at once. */
+  async requestStream(deviceId: string, streamName: string, signal?: AbortSignal): Promise<AcceptedStream> {
     const res = await this.call(
       'POST',
       streamRequestPath(deviceId, streamName),
@@ -128,6 +129,7 @@ export class HubClient {
         'content-length': '0',
       },
       (STREAM_HANDSHAKE_TIMEOUT_S + 10) * 1000,
+      signal,
     );
     const { statusCode, headers, body } = res;
     if (statusCode === 200) {

@@ -6,9 +6,10 @@ import { serviceClient, type ServiceCliOptions } from './service-client';
 import { durationOption, runUntilSignalled } from './until-signalled';
 
 /** `devstreams connect DEVICE SERVICE -l PORT`: runs until SIGTERM/SIGINT. */
-export async function runConnect(device: string, service: string, opts: ServiceCliOptions & { listen: string; pingInterval: string }): Promise<void> {
+export async function runConnect(device: string, service: string, opts: ServiceCliOptions & { listen: string; pingInterval: string; setupTimeout: string }): Promise<void> {
   const log = createLogger('connect');
   const pingIntervalMs = durationOption(opts.pingInterval, '--ping-interval', 100);
+  const setupTimeoutMs = durationOption(opts.setupTimeout, '--setup-timeout', 100);
   const client = serviceClient(opts);
   try {
     await requireKnownDevice(client, device, log);
@@ -16,7 +17,7 @@ export async function runConnect(device: string, service: string, opts: ServiceC
     client.close();
     throw err;
   }
-  const part = new Connect({ client, deviceId: device, service, listen: parseHostPort(opts.listen, '127.0.0.1'), pingIntervalMs, log });
+  const part = new Connect({ client, deviceId: device, service, listen: parseHostPort(opts.listen, '127.0.0.1'), pingIntervalMs, setupTimeoutMs, log });
   runUntilSignalled(part, log);
   await part.start();
   const { host, port } = part.address;
