@@ -1,6 +1,9 @@
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeFileAtomicSync } from '../core/atomic-file';
+import { makeDirsSync } from '../core/make-dirs';
 import type { Logger } from '../core/log';
+import { terminalSafe } from '../core/terminal-text';
 
 /**
  * What the agent is doing, for `devstreams status`, the metrics endpoint and telemetry: connection
@@ -134,11 +137,6 @@ export class StatusFile {
   ) {}
 
   start(): void {
-    try {
-      mkdirSync(dirname(this.file), { recursive: true });
-    } catch {
-      // reported by the first write
-    }
     this.write();
     this.refresh = setInterval(() => this.write(), STATUS_REFRESH_MS);
     this.refresh.unref();
@@ -153,17 +151,26 @@ export class StatusFile {
     this.debounce.unref();
   }
 
+  /**
+   * Atomic and safe in a directory others can write (core/atomic-file.ts: exclusive, no-follow temp
+   * file with its mode set on the descriptor, removed on failure). Readable by anyone who may run
+   * `devstreams status` (it holds no secret); the unit's UMask=0077 would otherwise leave it 0600.
+   */
   write(): void {
-    const tmp = `${this.file}.${process.pid}.tmp`;
+    const text = `${JSON.stringify(this.snapshot(), null, 2)}\n`;
     try {
-      writeFileSync(tmp, `${JSON.stringify(this.snapshot(), null, 2)}\n`);
-      // Readable by anyone who may run `devstreams status` (it holds no secret); the unit's UMask=0077
-      // would otherwise leave it 0600.
-      chmodSync(tmp, 0o644);
-      renameSync(tmp, this.file);
+      try {
+        writeFileAtomicSync(this.file, text, 0o644, { durable: false });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        // The directory is missing: make it, and report why not (EROFS, EACCES) rather than ENOENT.
+        makeDirsSync(dirname(this.file));
+        writeFileAtomicSync(this.file, text, 0o644, { durable: false });
+      }
+      if (this.failed) this.log.info({ file: this.file }, 'status file written again');
       this.failed = false;
     } catch (err) {
-      if (!this.failed) this.log.warn({ file: this.file, err: (err as NodeJS.ErrnoException).code ?? (err as Error).message }, 'cannot write the status file');
+      if (!this.failed) this.log.warn({ file: this.file, err: (err as NodeJS.ErrnoException).code ?? (err as Error).message }, 'cannot write the status file; devstreams status will not see this agent');
       this.failed = true;
     }
   }
@@ -202,11 +209,26 @@ export function statusIsStale(s: StatusSnapshot, now = Date.now()): boolean {
   return now - Date.parse(s.updated_at) > 3 * STATUS_REFRESH_MS || !pidAlive(s.pid);
 }
 
+/**
+ * What to say about an agent whose status file is stale: it may be running and unable to write the
+ * file (a read-only or full file system), stuck, or gone. `agents`: pids of agents running now
+ * (agent-processes.ts). Never "not running" while an agent runs.
+ */
+function staleNote(s: StatusSnapshot, now: number, agents: readonly number[]): string {
+  const written = `status last written ${ago(s.updated_at, now)} ago`;
+  if (pidAlive(s.pid)) return ` (RUNNING but not updating its status file: it cannot write it (see its log) or is stuck; ${written})`;
+  const others = agents.filter((pid) => pid !== s.pid);
+  if (others.length > 0) {
+    return ` (has exited; an agent is running as pid ${others.join(', ')} but has not written this file: it cannot (see its log) or uses another status_file; ${written})`;
+  }
+  return ` (NOT RUNNING: no such process; ${written})`;
+}
+
 /** The text `devstreams status` prints. */
-export function formatStatus(s: StatusSnapshot, now = Date.now()): string {
+export function formatStatus(s: StatusSnapshot, now = Date.now(), agents: readonly number[] = []): string {
   const stale = statusIsStale(s, now);
   const lines = [
-    `agent ${s.version} pid ${s.pid}${stale ? ` (NOT RUNNING or stuck: status last written ${ago(s.updated_at, now)} ago)` : ''}, up ${ago(s.started_at, now)}`,
+    `agent ${s.version} pid ${s.pid}${stale ? staleNote(s, now, agents) : ''}, up ${ago(s.started_at, now)}`,
     `device ${s.device} on hub ${s.hub}: ${s.connection.state} for ${ago(s.connection.since, now)}, ${s.connection.reconnects} reconnects` +
       (s.connection.last_error ? ` (last error: ${s.connection.last_error})` : ''),
     `streams: ${s.streams.active.length} open, ${s.streams.total} accepted, ${s.streams.refused_total} refused; bytes to target ${s.bytes.to_target}, from target ${s.bytes.from_target}`,
@@ -214,5 +236,6 @@ export function formatStatus(s: StatusSnapshot, now = Date.now()): string {
   for (const o of s.streams.active) lines.push(`  open  ${o.service} rid=${o.request_id} -> ${o.target} for ${ago(o.since, now)}`);
   if (s.recent_refusals.length) lines.push('recent refusals:');
   for (const r of s.recent_refusals) lines.push(`  ${r.at} ${r.service ?? '-'} rid=${r.request_id ?? '-'}: ${r.reason}`);
-  return `${lines.join('\n')}\n`;
+  // Reasons, service names, request ids and errors come from the network: nothing reaches the terminal raw.
+  return `${lines.map((l) => terminalSafe(l, 2000)).join('\n')}\n`;
 }

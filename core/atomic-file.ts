@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, fchmodSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeSync, fchmodSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -8,18 +8,22 @@ import { randomBytes } from 'node:crypto';
  * (same file system, so the rename is atomic), created exclusively with its mode set on the
  * descriptor, written and fsynced, then renamed over `path`; the directory is fsynced so the rename
  * itself survives a power cut. On any failure the temp file is removed and the error rethrown.
+ * The temp file is opened O_EXCL|O_NOFOLLOW under an unpredictable name, so a link planted in a
+ * directory others can write is never followed; the rename replaces a link at `path`, never its target.
+ * `durable: false` skips the fsyncs (a status file rewritten every few seconds, on flash).
  */
-export function writeFileAtomicSync(path: string, data: string | Buffer, mode: number): void {
+export function writeFileAtomicSync(path: string, data: string | Buffer, mode: number, opts: { durable?: boolean } = {}): void {
+  const durable = opts.durable ?? true;
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
-    fd = openSync(tmp, 'wx', mode);
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     fchmodSync(fd, mode);
     const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
     renameSync(tmp, path);
@@ -34,7 +38,7 @@ export function writeFileAtomicSync(path: string, data: string | Buffer, mode: n
     rmSync(tmp, { force: true });
     throw err;
   }
-  syncDirectory(dir);
+  if (durable) syncDirectory(dir);
 }
 
 /** Best effort: some file systems (and platforms) refuse fsync on a directory. */

@@ -19,6 +19,7 @@ import type { DeviceView } from '../hub/devices';
 import { dialStream } from '../core/stream-dial';
 import { ProxyAgent, proxyFor } from '../core/proxy';
 import { clockSkewSentence, describePeerCertificate } from '../core/diagnose';
+import { terminalSafe } from '../core/terminal-text';
 
 /** A sentence about this machine's clock when it is far from the hub's (its HTTP Date header), else undefined. */
 export function clockSkewMessage(hubDate: string | string[] | undefined, nowMs = Date.now()): string | undefined {
@@ -139,7 +140,7 @@ export class HubClient {
         throw new DevstreamsError(
           'EDEVICE_REFUSED',
           typeof why === 'string' && why
-            ? `device "${deviceId}" refused the stream to service "${streamName}": ${why}`
+            ? `device "${deviceId}" refused the stream to service "${streamName}": ${terminalSafe(why)}`
             : `device "${deviceId}" refused the stream to service "${streamName}": the device refused the stream (it gave no reason)`,
         );
       }

@@ -1,4 +1,5 @@
 import type { DeviceView } from '../../hub/devices';
+import { terminalSafe } from '../../core/terminal-text';
 import { serviceClient, type ServiceCliOptions } from './service-client';
 
 const pct = (v: unknown): string => (typeof v === 'number' ? `${Math.round(v)}%` : '-');
@@ -33,6 +34,8 @@ export function formatDevices(devices: DeviceView[]): string {
       typeof h.version === 'string' ? h.version : '-',
     ]);
   }
+  // Device ids (from a broker) and every health field come from devices: nothing reaches the terminal raw.
+  for (const r of rows) for (let i = 0; i < r.length; i++) r[i] = terminalSafe(r[i]!, 100);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return `${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
 }
