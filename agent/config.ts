@@ -59,6 +59,13 @@ const ptyService = z.strictObject({
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment names are letters, digits and "_"'), z.string()).default({}),
     /** Off: command must be listed in /etc/shells. */
     allow_any_command: z.boolean().default(false),
+    /**
+     * Whether `devstreams shell DEVICE -- CMD` may run a command through this shell (`command -c`).
+     * Default: on for a login shell (whoever gets the shell can type the command anyway, and OpenSSH
+     * allows commands wherever it allows a shell), off with allow_any_command (`-c` would get around
+     * a program that is not a shell).
+     */
+    exec: z.boolean().optional(),
     max_sessions: z.number().int().min(1).max(1000).default(4),
     idle_timeout: duration.optional(),
     max_duration: duration.optional(),
@@ -137,6 +144,11 @@ export type AgentConfigFile = z.infer<typeof agentConfigSchema>;
 export type TcpServiceConfig = z.infer<typeof tcpService>;
 export type PtyServiceConfig = z.infer<typeof ptyService>;
 export type ServiceConfig = TcpServiceConfig | PtyServiceConfig;
+
+/** Whether a PTY service runs commands (`shell DEVICE -- CMD`): `exec`, else on exactly for login shells. */
+export function ptyAllowsExec(s: PtyServiceConfig): boolean {
+  return s.pty.exec ?? !s.pty.allow_any_command;
+}
 
 export function isPtyService(s: ServiceConfig): s is PtyServiceConfig {
   return 'pty' in s;

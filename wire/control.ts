@@ -8,7 +8,16 @@
 export type ControlMessage =
   | { type: 'eof' }
   | { type: 'resize'; cols: number; rows: number }
-  | { type: 'exit'; code: number | null; signal: string | null };
+  | { type: 'exit'; code: number | null; signal: string | null }
+  /**
+   * Service → device, first on a PTY stream when the device announced `exec`: what to start. No
+   * `argv`: the service's shell; `argv`: one command, run by that shell with `-c` as sshd does.
+   * `tty: false` runs it with pipes (no terminal, stderr apart). A service that announces `exec`
+   * sends it before any byte (docs/shell.md "On the wire").
+   */
+  | { type: 'exec'; argv?: string[]; tty: boolean }
+  /** Device → service: bytes the command wrote to its stderr (base64), when it runs without a terminal. */
+  | { type: 'stderr'; data: string };
 
 /** The control message types; each is an extension a side announces when it understands it. */
 export type ControlType = ControlMessage['type'];
@@ -41,7 +50,7 @@ export const HELLO_HEADER = 'x-devstreams-hello';
 export const HELLO_TYPE = 'hello';
 
 /** Every extension this build understands; each side announces these on its streaming upgrade. */
-export const STREAM_EXTENSIONS: readonly ControlType[] = ['eof', 'resize', 'exit'];
+export const STREAM_EXTENSIONS: readonly ControlType[] = ['eof', 'resize', 'exit', 'exec', 'stderr'];
 
 const EXT_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const MAX_EXTENSIONS = 32;

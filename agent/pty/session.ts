@@ -1,17 +1,22 @@
-import type { WebSocket } from 'ws';
+import { spawn } from 'node:child_process';
+import type { RawData, WebSocket } from 'ws';
 import { formatBytes } from '../../core/format';
 import { formatDurationMs } from '../../core/duration';
 import { dialStream } from '../../core/stream-dial';
 import { closeStreamSocket } from '../../core/ws-sink';
 import { startTunnel, type Tunnel } from '../../core/tunnel';
+import { peerExtensions } from '../../core/peer-extensions';
 import { CLOSE, type StreamRequest } from '../../wire';
+import { WS_HIGH_WATER_BYTES } from '../../core/ws-sink';
 import type { AuditRecord } from '../audit';
-import type { PtyServiceConfig } from '../config';
+import { ptyAllowsExec, type PtyServiceConfig } from '../config';
 import { waitOpen, type SessionContext } from '../stream-session';
 import { listedShells } from './config-check';
 import { loadPty } from './load-pty';
 import { endSession } from './process-group';
 import { PtyStream, type PtyExit } from './pty-stream';
+import { ExecStream } from './exec-stream';
+import { readStartMessage, type StartRequest } from './start-message';
 import { currentUser, findSetpriv, isDirectory, lookupUser, type UserEntry } from './user';
 
 export const DEFAULT_TERM = 'xterm-256color';
@@ -27,6 +32,8 @@ const USER_PATH = '/usr/local/bin:/usr/bin:/bin';
 interface SpawnPlan {
   file: string;
   args: string[];
+  /** On a terminal (node-pty), or with pipes and stderr apart (a command from a script). */
+  tty: boolean;
   cwd: string;
   env: Record<string, string>;
   user: UserEntry;
@@ -64,23 +71,33 @@ export class PtyStreamSession {
     return this.userName;
   }
 
-  /** Resolves the user, the command line and the environment; throws a sentence for the service side. */
-  private async plan(): Promise<SpawnPlan> {
+  /** Who the session runs as; throws a sentence for the service side. */
+  private async resolveUser(): Promise<UserEntry> {
     const cfg = this.service.pty;
     if (!cfg.allow_any_command && !listedShells().has(cfg.command)) {
       throw new Error(`${cfg.command} is not listed in /etc/shells`);
     }
     const me = currentUser();
-    let user = me;
-    let file = cfg.command;
-    let args = cfg.args;
-    if (cfg.user && cfg.user !== me.name) {
-      if (me.uid !== 0) throw new Error(`the agent runs as ${me.name}, not root, so it cannot start a shell as ${cfg.user}`);
-      const entry = await lookupUser(cfg.user);
-      if (!entry) throw new Error(`user ${cfg.user} does not exist on the device`);
-      user = entry;
+    if (!cfg.user || cfg.user === me.name) return me;
+    if (me.uid !== 0) throw new Error(`the agent runs as ${me.name}, not root, so it cannot start a shell as ${cfg.user}`);
+    const entry = await lookupUser(cfg.user);
+    if (!entry) throw new Error(`user ${cfg.user} does not exist on the device`);
+    return entry;
+  }
+
+  /**
+   * The command line and the environment for what the service asked: the shell (on a terminal, or
+   * with pipes), or one command run by the shell with `-c`, as sshd does. Throws a sentence.
+   */
+  private plan(user: UserEntry, start: StartRequest | undefined): SpawnPlan {
+    const cfg = this.service.pty;
+    if (start?.argv && !ptyAllowsExec(this.service)) {
+      throw new Error(`service "${this.req.streamName}" does not run commands (pty.exec is off)`);
     }
-    if (user.uid !== me.uid) {
+    const tty = start?.tty ?? true;
+    let file = cfg.command;
+    let args = start?.argv ? ['-c', start.argv.join(' ')] : cfg.args;
+    if (user.uid !== currentUser().uid) {
       // node-pty's own uid/gid option keeps root's supplementary groups; setpriv sets all three.
       const setpriv = findSetpriv();
       if (!setpriv) throw new Error('setpriv (util-linux) is missing, so the shell cannot drop to another user');
@@ -93,10 +110,11 @@ export class PtyStreamSession {
       LOGNAME: user.name,
       SHELL: cfg.command,
       PATH: user.uid === 0 ? ROOT_PATH : USER_PATH,
-      TERM: DEFAULT_TERM,
+      // Without a terminal there is no terminal type (sshd sets TERM only with a pty).
+      ...(tty ? { TERM: DEFAULT_TERM } : {}),
       ...cfg.env,
     };
-    return { file, args, cwd: isDirectory(user.home) ? user.home : '/', env, user };
+    return { file, args, tty, cwd: isDirectory(user.home) ? user.home : '/', env, user };
   }
 
   async run(): Promise<SessionResult> {
@@ -105,46 +123,89 @@ export class PtyStreamSession {
     const none = { bytes_to_target: 0, bytes_from_target: 0 };
     const ws = dialStream(this.req.url, this.req.authToken, this.ctx.caPem, this.ctx.dial);
     ws.on('error', () => undefined); // reported through the promises below
-    const [wsResult, planResult] = await Promise.allSettled([waitOpen(ws), this.plan()]);
+    const [wsResult, userResult] = await Promise.allSettled([waitOpen(ws), this.resolveUser()]);
     if (wsResult.status === 'rejected') {
       ws.terminate();
       return { outcome: 'stream-failed', ...none, duration_ms: elapsed(), reason: `streaming endpoint: ${(wsResult.reason as Error).message}` };
     }
-    if (planResult.status === 'rejected') {
-      const reason = `shell not started: ${(planResult.reason as Error).message}`;
+    if (userResult.status === 'rejected') {
+      const reason = `shell not started: ${(userResult.reason as Error).message}`;
       closeStreamSocket(ws, CLOSE.TARGET_UNAVAILABLE, reason);
       return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason };
     }
-    const plan = planResult.value;
-    this.userName = plan.user.name;
+    const user = userResult.value;
+    this.userName = user.name;
+    // A service of this build says first what to start (a command, with or without a terminal).
+    const decision = await readStartMessage(ws, peerExtensions(ws));
+    let plan: SpawnPlan;
+    try {
+      if (decision.invalid) throw new Error(decision.invalid);
+      plan = this.plan(user, decision.start);
+    } catch (err) {
+      const reason = `${decision.start?.argv ? 'command' : 'shell'} not started: ${(err as Error).message}`;
+      closeStreamSocket(ws, CLOSE.TARGET_UNAVAILABLE, reason);
+      return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason, user: user.name };
+    }
     if (this.abortedWith) {
       closeStreamSocket(ws, this.abortedWith.code, this.abortedWith.reason);
-      return { outcome: 'closed', ...none, duration_ms: elapsed(), reason: this.abortedWith.reason, user: plan.user.name };
+      return { outcome: 'closed', ...none, duration_ms: elapsed(), reason: this.abortedWith.reason, user: user.name };
     }
-    let pty: PtyStream;
+    let local: PtyStream | ExecStream;
     try {
-      const api = await loadPty();
-      pty = new PtyStream(api.spawn(plan.file, plan.args, { name: plan.env.TERM, cols: DEFAULT_COLS, rows: DEFAULT_ROWS, cwd: plan.cwd, env: plan.env, encoding: null }));
+      local = plan.tty ? await this.spawnPty(plan) : await this.spawnPipes(plan, ws);
     } catch (err) {
       const reason = `shell not started: ${(err as Error).message.split('\n')[0]}`;
       closeStreamSocket(ws, CLOSE.TARGET_UNAVAILABLE, reason);
-      return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason, user: plan.user.name };
+      return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason, user: user.name };
     }
-    return this.join(pty, ws, plan, started);
+    return this.join(local, ws, plan, started, decision.replay, decision.start?.argv ? 'command' : 'shell');
   }
 
-  private async join(pty: PtyStream, ws: WebSocket, plan: SpawnPlan, started: number): Promise<SessionResult> {
+  private async spawnPty(plan: SpawnPlan): Promise<PtyStream> {
+    const api = await loadPty();
+    return new PtyStream(api.spawn(plan.file, plan.args, { name: plan.env.TERM ?? DEFAULT_TERM, cols: DEFAULT_COLS, rows: DEFAULT_ROWS, cwd: plan.cwd, env: plan.env, encoding: null }));
+  }
+
+  /**
+   * The command with pipes, in a session of its own (detached: setsid), so that its end ends every
+   * process it started, as with a terminal. stderr goes to the service in `stderr` messages.
+   */
+  private spawnPipes(plan: SpawnPlan, ws: WebSocket): Promise<ExecStream> {
+    const child = spawn(plan.file, plan.args, { cwd: plan.cwd, env: plan.env, detached: true, stdio: 'pipe' });
+    const stream = new ExecStream(
+      child,
+      (chunk) => this.tunnel?.sendControl({ type: 'stderr', data: chunk.toString('base64') }),
+      () => ws.bufferedAmount > WS_HIGH_WATER_BYTES,
+    );
+    return new Promise((resolve, reject) => {
+      child.once('spawn', () => resolve(stream));
+      child.once('error', reject);
+    });
+  }
+
+  private async join(
+    pty: PtyStream | ExecStream,
+    ws: WebSocket,
+    plan: SpawnPlan,
+    started: number,
+    replay: Array<[RawData, boolean]>,
+    mode: 'shell' | 'command',
+  ): Promise<SessionResult> {
     const { log } = this.ctx;
     const cfg = this.service.pty;
-    const sid = pty.pid; // forkpty makes the child a session leader: its pid is the session id
-    log.info({ pid: sid, user: plan.user.name }, 'shell started');
+    // forkpty and setsid make the child a session leader: its pid is the session id
+    const sid = pty.pid;
+    log.info({ pid: sid, user: plan.user.name, mode, tty: plan.tty }, `${mode} started${plan.tty ? '' : ' without a terminal'}`);
     if (plan.user.uid === 0 && !cfg.user) log.warn('the shell runs as root: set pty.user to run it as someone else');
     // A normal close from the service side ends only our input; the shell would run on until the
-    // tunnel's linger timer. Hang the terminal up at once instead.
+    // tunnel's linger timer. Hang the terminal up at once instead. (Without a terminal the end of
+    // input is an eof message, and the close means the service is gone.)
     let hangup: Promise<unknown> = Promise.resolve();
-    pty.once('hangup', () => {
+    const hangUp = (): void => {
       if (!pty.exit) hangup = endSession(sid);
-    });
+    };
+    if (pty instanceof PtyStream) pty.once('hangup', hangUp);
+    else ws.once('close', hangUp);
     let idleTimer: NodeJS.Timeout | undefined;
     const armIdle = (): void => {
       if (!cfg.idle_timeout) return;
@@ -176,13 +237,15 @@ export class PtyStreamSession {
           return;
         }
         try {
-          pty.resize(cols as number, rows as number);
+          if (pty instanceof PtyStream) pty.resize(cols as number, rows as number);
         } catch (err) {
           log.debug({ err }, 'resize failed');
         }
       },
       finalControl: () => (pty.exit ? { type: 'exit', code: pty.exit.code, signal: pty.exit.signal } : undefined),
     });
+    // What the service sent while we waited for its start message, in order, as if just received.
+    for (const [data, isBinary] of replay) ws.emit('message', data, isBinary);
     if (this.abortedWith) this.tunnel.close(this.abortedWith.code, this.abortedWith.reason);
     const r = await this.tunnel.done;
     clearTimeout(idleTimer);
