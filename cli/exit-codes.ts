@@ -19,6 +19,8 @@ export const EXIT = {
   /** EX_NOPERM: refused: credentials, this machine's clock, the hub's certificate, the device's allowlist. */
   REFUSED: 77,
   CONFIG: 78,
+  /** `shell --timeout` ran out (timeout(1)'s code). */
+  TIMEOUT: 124,
 } as const;
 
 const BY_ERROR_CODE: Partial<Record<ErrorCode, number>> = {
@@ -57,6 +59,7 @@ export const EXIT_TABLE = `Exit status (every subcommand):
   76  the hub answered something unexpected, or a stream was lost midway
   77  refused: service credentials, this machine's clock, the hub's certificate, or the device's allowlist
   78  configuration: a config file, a connection string or a CA file that cannot be used
+ 124  shell --timeout ran out
  shell DEVICE -- CMD exits with the remote command's status (128+N when killed by signal N, 255 when
  the stream ended without one); devstreams' own failures use the codes above.
 `;

@@ -15,6 +15,7 @@ import { versionText } from './version';
 import { addFleetOptions } from './fleet-options';
 import type { HubCliOptions } from './run/hub';
 import type { ServiceCliOptions } from './run/service-client';
+import type { ShellCliOptions } from './run/shell';
 
 export function buildProgram(): Command {
   const program = new Command('devstreams')
@@ -75,9 +76,13 @@ export function buildProgram(): Command {
 
   addServiceOptions(
     program
-      .command('shell <device> [service]')
-      .description("a terminal on DEVICE through its pty SERVICE (default \"shell\"); exits with the remote shell's status"),
-  ).action(async (device: string, service: string | undefined, opts: ServiceCliOptions) => (await import('./run/shell')).runShellCommand(device, service, opts));
+      .command('shell <device> [service] [command...]')
+      .usage('[options] DEVICE [SERVICE] [-- CMD [ARGS...]]')
+      .description("a terminal on DEVICE through its pty SERVICE (default \"shell\"), or one command after --, like ssh host cmd; exits with the remote status")
+      .option('-t, --tty', 'a terminal for the command too (as ssh -t)')
+      .option('-T, --no-tty', 'no terminal, even for a shell on a terminal (as ssh -T)')
+      .option('--timeout <duration>', 'give up after this long (30, 30s, 2m: connecting and running), exit 124'),
+  ).action(async (device: string, service: string | undefined, words: string[], opts: ShellCliOptions) => (await import('./run/shell')).runShellCommand(device, [...(service === undefined ? [] : [service]), ...words], opts));
 
   program
     .command('check-config <file>')

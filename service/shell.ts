@@ -31,8 +31,15 @@ export interface ShellOptions {
   stderr: Writable;
   /** Where the terminal size comes from (stdout, or stderr when stdout is redirected). */
   sizeFrom?: TtyOutput[];
+  /** One command (`shell DEVICE -- CMD ARGS`), run by the remote shell with `-c`, like `ssh host cmd`. */
+  command?: string[];
+  /** A terminal on the device: default only for a shell with stdin on a terminal (`-t` forces it, `-T` refuses it). */
+  tty?: boolean;
   log: Logger;
 }
+
+/** The longest command line sent (the agent refuses longer: a start message must fit one control frame). */
+export const MAX_COMMAND_CHARS = 3_500;
 
 function terminalSize(from: TtyOutput[]): { cols: number; rows: number } {
   const tty = from.find((s) => s.isTTY && s.columns && s.rows);
@@ -45,14 +52,20 @@ function signalExitCode(signal: string): number {
 }
 
 /**
- * `devstreams shell DEVICE [SERVICE]`: a terminal on the device. On a terminal it goes raw (every
- * key, Ctrl-C included, belongs to the remote shell), sends the size at start and on every resize,
- * and restores the terminal on every way out. Resolves with the exit code to use: the remote
- * shell's status, 128+N when it was killed by signal N, or 255 when there is no remote status.
+ * `devstreams shell DEVICE [SERVICE] [-- CMD ARGS]`: a terminal on the device, or one command like
+ * `ssh host cmd`. On a terminal it goes raw (every key, Ctrl-C included, belongs to the remote
+ * shell), sends the size at start and on every resize, and restores the terminal on every way out.
+ * Without a terminal (a command, or stdin not a terminal) the remote side runs with pipes: stdout
+ * and stderr apart and clean, stdin passed through with its end. An agent from before `exec` gets
+ * the old way: a terminal, with the end of piped input typed as Ctrl-D. Resolves with the exit code
+ * to use: the remote status, 128+N when it was killed by signal N, or 255 when there is no status.
  */
 export async function runShell(opts: ShellOptions): Promise<number> {
-  const { client, deviceId, service, stdin, stdout, stderr, log } = opts;
+  const { client, deviceId, service, stdin, stdout, stderr, log, command } = opts;
   const say = (text: string): void => void stderr.write(`devstreams: ${text}\n`);
+  if (command && command.join(' ').length > MAX_COMMAND_CHARS) {
+    throw new DevstreamsError('EUSAGE', `the command is longer than ${MAX_COMMAND_CHARS} characters: send a script on stdin instead`);
+  }
   let ws: WebSocket;
   try {
     ws = await client.openStream(await client.requestStream(deviceId, service));
@@ -62,7 +75,8 @@ export async function runShell(opts: ShellOptions): Promise<number> {
     throw err;
   }
 
-  const interactive = stdin.isTTY === true && typeof stdin.setRawMode === 'function';
+  const wantTty = opts.tty ?? (!command && stdin.isTTY === true);
+  const interactive = wantTty && stdin.isTTY === true && typeof stdin.setRawMode === 'function';
   const sizeFrom = opts.sizeFrom ?? [stdout];
   let rawOn = false;
   const restore = (): void => {
@@ -83,18 +97,37 @@ export async function runShell(opts: ShellOptions): Promise<number> {
       stdin.setRawMode!(true);
       rawOn = true;
     }
-    const local = new StdioStream(stdin, stdout, { inputEnd: interactive ? 'end' : 'eot', remoteEnd: 'stop-input' });
+    // Input waits until the device knows what to start: the start message goes before any byte.
+    const local = new StdioStream(stdin, stdout, { held: true, remoteEnd: 'stop-input' });
     let remoteExit: { code: number | null; signal: string | null } | undefined;
     const tunnel = startTunnel(local, ws, {
-      halfClose: false,
+      // The end of piped input is an eof the remote command reads; on a terminal it is a hang-up.
+      halfClose: true,
       onControl: (msg) => {
         if (msg?.type === 'exit') {
           remoteExit = { code: typeof msg.code === 'number' ? msg.code : null, signal: typeof msg.signal === 'string' ? msg.signal : null };
+        } else if (msg?.type === 'stderr' && typeof msg.data === 'string') {
+          stderr.write(Buffer.from(msg.data, 'base64'));
         }
       },
     });
+    const peer = await tunnel.peer.ready;
+    if (peer.has('exec')) {
+      tunnel.sendControl({ type: 'exec', tty: wantTty, ...(command ? { argv: command } : {}) });
+      local.release(wantTty && !interactive ? 'eot' : 'end');
+    } else if (command || !wantTty) {
+      // An agent from before exec: only a terminal, where piped input ends with Ctrl-D.
+      if (command) {
+        tunnel.close(CLOSE.NORMAL, 'the agent cannot run commands');
+        await tunnel.done;
+        throw new DevstreamsError('EHUB_ERROR', `the agent on ${deviceId} cannot run a command without a shell (it is older than this devstreams): pipe the command into devstreams shell ${deviceId} instead`);
+      }
+      local.release('eot');
+    } else {
+      local.release(interactive ? 'end' : 'eot');
+    }
     const sendSize = (): void => tunnel.sendControl({ type: 'resize', ...terminalSize(sizeFrom) });
-    if (interactive || sizeFrom.some((s) => s.isTTY)) {
+    if (wantTty && (interactive || sizeFrom.some((s) => s.isTTY))) {
       sendSize();
       process.on('SIGWINCH', sendSize);
       cleanups.push(() => process.off('SIGWINCH', sendSize));

@@ -5,11 +5,16 @@ const LF = 0x0a;
 
 export interface StdioStreamOptions {
   /**
+   * Input waits for `release()` (a start message must reach the remote side before any byte); the
+   * end of input is decided then.
+   */
+  held?: boolean;
+  /**
    * What the end of input becomes: `end` passes it on (a half-close, for ssh's ProxyCommand and
    * commands), `eot` sends Ctrl-D (after a newline if the last line has none), so a remote shell in
    * a terminal reads to the end and exits with its own status, the way a person typing would end it.
    */
-  inputEnd: 'end' | 'eot';
+  inputEnd?: 'end' | 'eot';
   /**
    * When the remote side ends what it sends: `stop-input` stops reading too (a terminal session is
    * over), `end-output` ends our output and keeps sending input (TCP's half-close).
@@ -24,6 +29,10 @@ export interface StdioStreamOptions {
  */
 export class StdioStream extends Duplex {
   private lastByte = LF;
+  private held: boolean;
+  private inputStopped = false;
+  private wantsInput = false;
+  private inputEnd: 'end' | 'eot';
 
   constructor(
     private readonly input: Readable,
@@ -31,8 +40,11 @@ export class StdioStream extends Duplex {
     private readonly opts: StdioStreamOptions,
   ) {
     super({ allowHalfOpen: true });
+    this.held = opts.held ?? false;
+    this.inputEnd = opts.inputEnd ?? 'end';
     input.on('data', this.inputOnData);
     input.on('end', this.inputOnEnd);
+    if (this.held) input.pause(); // a 'data' listener set it flowing
     input.on('error', (err) => this.destroy(err));
     output.on('error', (err) => this.destroy(err)); // EPIPE: whoever read our stdout went away
   }
@@ -44,12 +56,20 @@ export class StdioStream extends Duplex {
   };
 
   private readonly inputOnEnd = (): void => {
-    if (this.opts.inputEnd === 'end') return void this.push(null);
+    if (this.inputEnd === 'end') return void this.push(null);
     this.push(Buffer.from(this.lastByte === LF ? [EOT] : [LF, EOT]));
   };
 
+  /** Lets input flow (after a start message); `inputEnd` as in the options. */
+  release(inputEnd: 'end' | 'eot'): void {
+    this.inputEnd = inputEnd;
+    this.held = false;
+    if (this.wantsInput && !this.inputStopped) this.input.resume();
+  }
+
   override _read(): void {
-    this.input.resume();
+    this.wantsInput = true;
+    if (!this.held) this.input.resume();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -75,6 +95,7 @@ export class StdioStream extends Duplex {
   }
 
   private stopInput(): void {
+    this.inputStopped = true;
     this.input.off('data', this.inputOnData);
     this.input.off('end', this.inputOnEnd);
     this.input.pause();
