@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { proxyUrlProblem } from '../core/proxy';
 import { loadDeviceIdentity, type DeviceIdentity } from './identity';
 import { parseDurationMs } from '../core/duration';
-import { DevstreamsError, parseDeviceConnectionString, type DeviceConnectionString } from '../wire';
+import { DevstreamsError, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, parseDeviceConnectionString, type DeviceConnectionString } from '../wire';
 import { ptyServiceProblems } from './pty/config-check';
 import { brokerSection, loadBrokerSettings, type BrokerSettings } from './broker-config';
 
@@ -12,7 +12,7 @@ import { brokerSection, loadBrokerSettings, type BrokerSettings } from './broker
  * The agent's configuration: one zod schema gives the type, the validation and the defaults.
  * YAML keys are snake_case; unknown keys are errors (a typo must not silently drop a setting).
  */
-const serviceName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'service names are 1-64 of letters, digits, ".", "_" and "-"');
+const serviceName = z.string().regex(SERVICE_NAME_PATTERN, SERVICE_NAME_RULE);
 
 /**
  * Every time setting in the config is written one way: `90s`, `30m`, `2h`, `1h30m` (milliseconds

@@ -8,6 +8,8 @@ import {
   HUB_ERROR,
   STREAM_HANDSHAKE_TIMEOUT_S,
   hubErrorBody,
+  isServiceName,
+  SERVICE_NAME_RULE,
   parseStreamRequestPath,
   assertSasScope,
   splitHostName,
@@ -284,6 +286,8 @@ export class ServiceApi {
     const { broker, log, secrets } = this.deps;
     const trackingId = o.trackingId ?? randomUUID();
     const ctx = { device: deviceId, service: streamName, trackingId, ...(o.operator ? { operator: o.operator } : {}) };
+    // The name becomes a topic level on the broker: `#` or `+` there drops the hub's connection (fleet).
+    if (!isServiceName(streamName)) return { error: 'ArgumentInvalid', message: `stream name "${streamName.replace(/[^\x20-\x7e]/g, '?').slice(0, 100)}" is invalid: ${SERVICE_NAME_RULE}` };
     const notAllowed = this.operatorRefusal(o.operator, deviceId, streamName);
     if (notAllowed) return { error: 'IotHubUnauthorizedAccess', message: notAllowed };
     if (!this.known(deviceId)) return { error: 'DeviceNotFound', message: `device "${deviceId}" is not registered with this hub` };

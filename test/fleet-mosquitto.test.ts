@@ -205,6 +205,19 @@ describe('fleet mode on mosquitto: ACLs, two hub instances', () => {
     expect(hubB.isDeviceOnline('dev1')).toBe(true);
   });
 
+  it('a stream name with # or + gets 400 (ArgumentInvalid) and the hub stays on the broker', async () => {
+    // Before names were checked, `#` in a topic made mosquitto drop the hub: every device looked offline.
+    for (const name of ['a#b', 'x+y', '#', '$SYS', 'a/b']) {
+      const err = await clientA.requestStream('dev1', name).catch((e: unknown) => e);
+      expect(isDevstreamsError(err, 'EHUB_ERROR'), `stream name ${JSON.stringify(name)}`).toBe(true);
+      expect((err as Error).message).toMatch(/400 \(400004\)/);
+    }
+    expect(hubA.isDeviceOnline('dev1')).toBe(true);
+    const port = await connectVia(clientA);
+    const payload = random(4096);
+    expect(sha256(await roundTrip(port, payload))).toBe(sha256(payload));
+  });
+
   it("a device cannot take over another device's session by using its client id", async () => {
     // use_username_as_clientid: "dev1" becomes "dev2", so the real dev1 stays connected.
     await rawDevice('dev2', PASSWORDS.dev2, 'dev1');

@@ -1,8 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHubProcess, type CliProcess } from './helpers/cli';
+import { lastLine, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
+import { HubClient } from '../service/hub-client';
+import { isDevstreamsError, parseServiceConnectionString } from '../wire';
 import { exchange, healthz, statusOf, upgradeRequest } from './helpers/hostile';
 
 /**
@@ -58,6 +60,23 @@ describe('hostile input on the HTTPS port', () => {
     // Unauthorized, but the body is checked first: nothing past the limit is read.
     const status = statusOf((await exchange(hub.port, [chunked, `${chunk.length.toString(16)}\r\n`, chunk, '\r\n0\r\n\r\n'])).data);
     expect([401, 413]).toContain(status);
+  });
+
+  it("a stream name outside the agent's service-name rule gets 400 with IoT Hub's error body", async () => {
+    const svc = lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', join(dir, 'hub')])).stdout);
+    const client = new HubClient({ service: parseServiceConnectionString(svc), caPem: readFileSync(join(dir, 'hub', 'ca.pem')) });
+    try {
+      for (const name of ['a#b', 'x+y', '..', '-x', 'a'.repeat(65), 'tab\there', 'é']) {
+        const err = await client.requestStream('nobody', name).catch((e: unknown) => e);
+        expect(isDevstreamsError(err, 'EHUB_ERROR'), name).toBe(true);
+        expect((err as Error).message).toContain('400 (400004)');
+        expect((err as Error).message).toContain('service names are 1-64 of letters');
+      }
+      // A well-formed name passes the check and meets the next one.
+      expect(isDevstreamsError(await client.requestStream('nobody', 'ssh').catch((e: unknown) => e), 'EUNKNOWN_DEVICE')).toBe(true);
+    } finally {
+      client.close();
+    }
   });
 
   it('a header block over 16 KiB gets 431; garbage gets 400; the connection closes', async () => {

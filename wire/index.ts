@@ -8,3 +8,4 @@ export * from './service-api';
 export * from './streaming';
 export * from './control';
 export * from './fleet-topics';
+export * from './service-name';
