@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -167,6 +167,26 @@ describe('operators, as processes', () => {
     const now = await runCliToEnd(['devices', '--ca', ca], { DEVSTREAMS_CONNECTION_STRING: fresh });
     expect(now.code, now.stderr).toBe(0);
     expect(now.stdout).toMatch(/^pi-1 /m);
+  });
+
+  it('a broken operators.json leaves the hub checking operators against the last good one, logged once', async () => {
+    const file = join(dataDir, 'operators.json');
+    const good = readFileSync(file, 'utf8');
+    writeFileSync(`${file}.edit`, good.replace(/"key"/, '"key" "'));
+    renameSync(`${file}.edit`, file);
+    const error = JSON.parse(await hub.waitForLine(/keeping the last good operators\.json/, 30_000));
+    expect(error.msg).toMatch(new RegExp(`^${file.replace(/[.]/g, '\\.')}:\\d+:\\d+: `));
+    const legacy = await runCliToEnd(['devices', '--ca', ca], { DEVSTREAMS_CONNECTION_STRING: legacyString });
+    expect(legacy.code, legacy.stderr).toBe(0);
+    const alice = await runCliToEnd(['devices', '--ca', ca], { DEVSTREAMS_CONNECTION_STRING: strings.alice! });
+    expect(alice.code).not.toBe(0);
+    expect(hub.stderr.filter((l) => l.includes('keeping the last good operators.json'))).toHaveLength(1);
+    const refused = await runCliToEnd(['hub', 'add-operator', 'carol', '--data-dir', dataDir]);
+    expect(refused.code).toBe(78);
+    expect(refused.stderr).toMatch(/operators\.json:\d+:\d+: .*--force/);
+    writeFileSync(`${file}.edit`, good);
+    renameSync(`${file}.edit`, file);
+    await hub.waitForLine(/operators\.json is good again/, 30_000);
   });
 
   it('refuses operator names that are not names, and names that exist', async () => {
