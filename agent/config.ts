@@ -284,6 +284,9 @@ function connectionStringSource(
   return undefined;
 }
 
+/** Aliases a config may expand (yaml's own default is 100); a config needs few if any. */
+export const YAML_MAX_ALIAS_COUNT = 100;
+
 export function parseAgentConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): { config?: AgentConfig; problems: ConfigProblem[] } {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -297,7 +300,13 @@ export function parseAgentConfig(text: string, file: string, env: NodeJS.Process
     problems.push({ file, line: pos.line, col: pos.col, message: `YAML: ${err.message.split('\n')[0]}` });
   }
   if (problems.length) return { problems };
-  const raw: unknown = doc.toJS() ?? {};
+  let raw: unknown;
+  try {
+    // An alias bomb (a billion laughs) stops here instead of filling memory or the stack.
+    raw = doc.toJS({ maxAliasCount: YAML_MAX_ALIAS_COUNT }) ?? {};
+  } catch (err) {
+    return { problems: [{ file, line: 1, col: 1, message: `YAML: ${(err as Error).message.split('\n')[0]}` }] };
+  }
   const result = agentConfigSchema.safeParse(raw);
   if (!result.success) {
     for (const issue of result.error.issues.flatMap((i) => unionBranchIssues(i))) {

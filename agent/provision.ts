@@ -1,6 +1,7 @@
-import { chownSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, constants, existsSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMap, parseDocument } from 'yaml';
+import { writeFileAtomicSync } from '../core/atomic-file';
 import { parseDeviceConnectionString } from '../wire';
 import { CONNECTION_STRING_ENV, ConfigError, formatProblem, parseAgentConfig, type ConfigProblem } from './config';
 
@@ -24,6 +25,8 @@ export const CONNECTION_STRING_FILE_NAME = 'connection-string';
 export const CREDENTIAL_PATH = '/run/credentials/devstreams-agent.service/connection-string';
 const CONFIG_MODE = 0o640;
 const SECRET_MODE = 0o600;
+/** A dropped file larger than this is refused: a config is a few KiB, a connection string 200 bytes. */
+export const MAX_DROPPED_BYTES = 64 * 1024;
 
 export interface ProvisionOptions {
   /** Searched in order; the first that holds a dropped file is used (Pi OS bookworm: /boot/firmware, bullseye: /boot). */
@@ -43,12 +46,71 @@ export interface ProvisionResult {
   removed: string[];
 }
 
-function readDropped(file: string): string | undefined {
+/** Why a dropped file is refused (a link, not a regular file, too large); its text otherwise. */
+type Dropped = { text: string } | { refused: string };
+
+/**
+ * Reads a file someone dropped on the boot partition: a regular file of at most MAX_DROPPED_BYTES,
+ * never through a link (O_NOFOLLOW: a link to /etc/shadow must not end up in the error file), never
+ * blocking on a FIFO (O_NONBLOCK). Undefined when there is none.
+ */
+function readDropped(file: string): Dropped | undefined {
+  let fd: number;
   try {
-    return readFileSync(file, 'utf8');
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'ELOOP') return { refused: 'is a symbolic link: refused (drop the file itself)' };
     throw err;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return { refused: 'is not a regular file: refused' };
+    if (st.size > MAX_DROPPED_BYTES) return { refused: `is ${st.size} bytes: refused (at most ${MAX_DROPPED_BYTES})` };
+    const buf = Buffer.alloc(MAX_DROPPED_BYTES + 1);
+    let got = 0;
+    for (let n = 1; n > 0 && got < buf.length; got += n) n = readSync(fd, buf, got, buf.length - got, null);
+    if (got > MAX_DROPPED_BYTES) return { refused: `grew past ${MAX_DROPPED_BYTES} bytes while read: refused` };
+    return { text: buf.subarray(0, got).toString('utf8') };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Overwrites a dropped file that held the secret with zeros (and syncs) before unlinking it, so the
+ * key is not left readable in the FAT image's free clusters. Best effort: FAT writes in place, but
+ * an SD card's flash translation layer may keep the old blocks, and a journaling or copy-on-write
+ * file system would write elsewhere.
+ */
+function scrubAndRemove(file: string): void {
+  try {
+    const fd = openSync(file, constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      const st = fstatSync(fd);
+      if (st.isFile()) {
+        const zeros = Buffer.alloc(Math.min(st.size, MAX_DROPPED_BYTES));
+        let off = 0;
+        while (off < zeros.length) off += writeSync(fd, zeros, off, zeros.length - off, off);
+        fsyncSync(fd);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // a link, or a read-only partition: the unlink below is all there is
+  }
+  rmSync(file, { force: true });
+}
+
+/** Whether `file` exists as a directory entry (a dangling link counts: it is to be refused, not skipped). */
+function present(file: string): boolean {
+  try {
+    lstatSync(file);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -108,7 +170,7 @@ function problem(file: string, message: string): ConfigProblem {
  * problem when it is invalid, after writing them to devstreams-error.txt in the boot directory.
  */
 export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
-  const bootDir = opts.bootDirs.find((d) => existsSync(join(d, BOOT_CONFIG_NAME)) || existsSync(join(d, BOOT_CONNECTION_STRING_NAME)));
+  const bootDir = opts.bootDirs.find((d) => present(join(d, BOOT_CONFIG_NAME)) || present(join(d, BOOT_CONNECTION_STRING_NAME)));
   if (!bootDir) return { installed: [], removed: [] };
   const yamlPath = join(bootDir, BOOT_CONFIG_NAME);
   const csPath = join(bootDir, BOOT_CONNECTION_STRING_NAME);
@@ -117,7 +179,12 @@ export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
   const problems: ConfigProblem[] = [];
 
   // The connection string: the .txt, else inline in the dropped yaml, else the one already installed.
-  const droppedCs = readDropped(csPath)?.trim();
+  const take = (file: string): string | undefined => {
+    const d = readDropped(file);
+    if (d && 'refused' in d) problems.push(problem(file, `${file} ${d.refused}`));
+    return d && 'text' in d ? d.text : undefined;
+  };
+  const droppedCs = take(csPath)?.trim();
   if (droppedCs !== undefined) {
     try {
       parseDeviceConnectionString(droppedCs);
@@ -125,13 +192,14 @@ export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
       problems.push(problem(csPath, `not a device connection string: ${(err as Error).message}`));
     }
   }
-  const droppedYaml = readDropped(yamlPath);
+  const droppedYaml = take(yamlPath);
   let configText: string | undefined;
   let inlineCs: string | undefined;
   if (droppedYaml !== undefined) {
     const doc = parseDocument(droppedYaml);
     const hub = doc.get('hub', true);
-    if (isMap(hub) && typeof hub.get('connection_string') === 'string') {
+    // A document with errors cannot be rewritten; parseAgentConfig below reports them.
+    if (doc.errors.length === 0 && isMap(hub) && typeof hub.get('connection_string') === 'string') {
       inlineCs = String(hub.get('connection_string'));
       // Keep the secret out of the group-readable config: the agent reads systemd's credential.
       hub.delete('connection_string');
@@ -139,7 +207,8 @@ export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
     }
     configText = inlineCs === undefined ? droppedYaml : doc.toString();
   }
-  const installedCs = readDropped(secretPath)?.trim();
+  const installed = readDropped(secretPath);
+  const installedCs = installed && 'text' in installed ? installed.text.trim() : undefined;
   const cs = droppedCs ?? inlineCs ?? installedCs;
   if (droppedYaml !== undefined) {
     // Validate what the person wrote (their line numbers), with the connection string it will run with.
@@ -155,7 +224,8 @@ export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
   if (problems.length) {
     const text = `devstreams could not install the files on this partition; nothing was changed.\n\n${problems.map(formatProblem).join('\n')}\n`;
     try {
-      writeFileSync(errorPath, text);
+      // Replaces a link at that name instead of writing through it.
+      writeFileAtomicSync(errorPath, text, 0o644);
     } catch {
       // a read-only boot partition: the journal still has the problems
     }
@@ -163,23 +233,25 @@ export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
   }
 
   const gid = lookupGroupId(opts.group ?? 'devstreams', opts.groupFile) ?? (existsSync(configPath) ? statSync(configPath).gid : 0);
-  const installed: string[] = [];
+  const done: string[] = [];
   const secret = droppedCs ?? inlineCs;
   if (secret !== undefined) {
     installFile(secretPath, `${secret}\n`, SECRET_MODE, 0, 0);
-    installed.push(secretPath);
+    done.push(secretPath);
   }
   if (configText !== undefined) {
     installFile(configPath, configText, CONFIG_MODE, 0, gid);
-    installed.push(configPath);
+    done.push(configPath);
   }
   const removed: string[] = [];
-  for (const f of [yamlPath, csPath, errorPath]) {
-    if (existsSync(f)) {
-      rmSync(f, { force: true });
-      if (f !== errorPath) removed.push(f);
-    }
+  for (const f of [yamlPath, csPath]) {
+    if (!present(f)) continue;
+    // The .txt is the secret; the yaml held it when it was inline.
+    if (f === csPath || inlineCs !== undefined) scrubAndRemove(f);
+    else rmSync(f, { force: true });
+    removed.push(f);
   }
+  rmSync(errorPath, { force: true });
   fsyncDir(bootDir);
-  return { bootDir, installed, removed };
+  return { bootDir, installed: done, removed };
 }
