@@ -18,6 +18,8 @@ export interface DeviceView {
   /** IoT Hub's `status`: a disabled device is refused at connect and gets no streams. */
   status: 'enabled' | 'disabled';
   lastActivityTime: string | null;
+  /** Ours: when the device's current (or last) connection began. */
+  connectedSince: string | null;
   /** Ours: streams of this device open through this hub now. */
   activeStreams: number;
   /** Ours: the last health telemetry (devstreams.health/1), or null before the first. */
@@ -27,6 +29,7 @@ export interface DeviceView {
 
 interface Entry {
   online: boolean;
+  since?: Date;
   lastSeen?: Date;
   health?: Record<string, unknown>;
   healthAt?: Date;
@@ -45,6 +48,7 @@ export class DeviceHealth {
       const e = this.entry(id);
       e.online = true;
       e.lastSeen = new Date();
+      e.since = e.lastSeen;
     });
     broker.on('offline', (id) => {
       const e = this.entry(id);
@@ -94,6 +98,7 @@ export class DeviceHealth {
         connectionState: e?.online ? 'Connected' : 'Disconnected',
         status: this.registry.get(id)?.status === 'disabled' ? 'disabled' : 'enabled',
         lastActivityTime: e?.lastSeen?.toISOString() ?? null,
+        connectedSince: e?.since?.toISOString() ?? null,
         activeStreams: this.activeStreams(id),
         health: e?.health ?? null,
         healthTime: e?.healthAt?.toISOString() ?? null,

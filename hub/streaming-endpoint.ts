@@ -9,9 +9,27 @@ import { CLOSE, EXT_HEADER, HELLO_HEADER, MAX_FRAME_BYTES, parseBearer, parseExt
 import { Leg } from './bridge';
 import { decodePathSegment, refuseOnSocket, requestPath } from './http-guards';
 import type { StreamAudit } from './stream-audit';
+import type { ClosedStreamView, OpenStreamView } from './stream-views';
 import { verifyStreamToken, type StreamSide, type StreamTokenClaims } from './stream-tokens';
 
 export const BRIDGE_PATH_PREFIX = '/bridges/';
+export type { ClosedStreamView, OpenStreamView } from './stream-views';
+
+/** Closed streams kept for the console. */
+const RECENT_STREAMS_KEPT = 50;
+
+interface StreamLabel {
+  service: string;
+  operator?: string;
+  exp: number;
+}
+
+interface JoinedStream {
+  claims: StreamTokenClaims;
+  device: Leg;
+  service: Leg;
+  startedAt: number;
+}
 
 interface PendingStream {
   claims: StreamTokenClaims;
@@ -43,6 +61,12 @@ export class StreamingEndpoint {
   private readonly active = new Set<Leg>();
   private readonly perDevice = new Map<string, number>();
   private streamsTotal = 0;
+  private readonly joined = new Map<string, JoinedStream>();
+  /** Service and operator of granted streams, by stream id (from the service API). */
+  private readonly labels = new Map<string, StreamLabel>();
+  private readonly recent: ClosedStreamView[] = [];
+  /** Called when a stream joins or closes (the console's live view). */
+  onStreamsChanged?: () => void;
   private sweepTimer?: NodeJS.Timeout;
   /** Told when a connection's stream token was accepted (it leaves the hub's pre-auth caps). */
   onTokenAccepted: (socket: IncomingMessage['socket']) => void = () => undefined;
@@ -67,6 +91,7 @@ export class StreamingEndpoint {
     this.sweepTimer = setInterval(() => {
       const now = Date.now();
       for (const [k, exp] of this.used) if (exp <= now) this.used.delete(k);
+      for (const [k, l] of this.labels) if (l.exp <= now && !this.joined.has(k)) this.labels.delete(k);
     }, 10_000);
     this.sweepTimer.unref();
   }
@@ -132,6 +157,44 @@ export class StreamingEndpoint {
 
   }
 
+  /** Names the service and operator of a granted stream, for the streams view. */
+  label(streamId: string, label: StreamLabel): void {
+    this.labels.set(streamId, label);
+  }
+
+  private view(j: JoinedStream): OpenStreamView {
+    const l = this.labels.get(j.claims.streamId);
+    return {
+      streamId: j.claims.streamId,
+      deviceId: j.claims.deviceId,
+      service: l?.service ?? null,
+      operator: l?.operator ?? null,
+      since: new Date(j.startedAt).toISOString(),
+      deviceToService: j.device.bytes,
+      serviceToDevice: j.service.bytes,
+    };
+  }
+
+  /** The joined streams, oldest first. */
+  list(): OpenStreamView[] {
+    return [...this.joined.values()].map((j) => this.view(j));
+  }
+
+  /** The last closed streams, newest first. */
+  recentlyClosed(): ClosedStreamView[] {
+    return [...this.recent];
+  }
+
+  /** Ends one joined stream from the hub (an operator's decision): both sides get 4004. False when unknown. */
+  closeStream(streamId: string, why: string): boolean {
+    const j = this.joined.get(streamId);
+    if (!j) return false;
+    this.log.info({ stream: streamId.slice(0, 8), device: j.claims.deviceId, why }, 'stream closed by the hub');
+    j.device.close(CLOSE.LIMIT, why);
+    j.service.close(CLOSE.LIMIT, why);
+    return true;
+  }
+
   /** Joined streams of one device on this hub (`devstreams devices`). */
   activeStreamsFor(deviceId: string): number {
     return this.perDevice.get(deviceId) ?? 0;
@@ -142,6 +205,8 @@ export class StreamingEndpoint {
     const id = p.claims.deviceId;
     this.perDevice.set(id, (this.perDevice.get(id) ?? 0) + 1);
     this.streamsTotal++;
+    const joined = { claims: p.claims, device, service, startedAt: p.startedAt };
+    this.joined.set(p.claims.streamId, joined);
     const ctx = { stream: p.claims.streamId.slice(0, 8), device: p.claims.deviceId };
     const ext = (leg: Leg): string => leg.announced?.join(',') ?? 'none (plain)';
     this.log.info({ ...ctx, device_ext: ext(device), service_ext: ext(service), active: this.activeStreams, total: this.streamsTotal }, 'stream joined');
@@ -150,12 +215,24 @@ export class StreamingEndpoint {
     service.helloFrom(device);
     device.pairWith(service);
     service.pairWith(device);
+    this.onStreamsChanged?.();
     Promise.all([device.done, service.done]).then(() => {
       this.active.delete(device);
       this.active.delete(service);
       const left = (this.perDevice.get(id) ?? 1) - 1;
       if (left > 0) this.perDevice.set(id, left);
       else this.perDevice.delete(id);
+      this.recent.unshift({
+        ...this.view(joined),
+        closedAt: new Date().toISOString(),
+        durationMs: Date.now() - p.startedAt,
+        deviceClose: device.closed?.code ?? null,
+        serviceClose: service.closed?.code ?? null,
+      });
+      this.recent.length = Math.min(this.recent.length, RECENT_STREAMS_KEPT);
+      this.joined.delete(p.claims.streamId);
+      this.labels.delete(p.claims.streamId);
+      this.onStreamsChanged?.();
       // Clean only when both sides closed normally; any other end reset someone's local connection.
       const clean = device.closed?.code === CLOSE.NORMAL && service.closed?.code === CLOSE.NORMAL;
       const why = [device.closed?.reason, service.closed?.reason].filter(Boolean).join('; ') || 'connection lost';

@@ -1,0 +1,22 @@
+/**
+ * Streams as the hub's console shows them (hub/streaming-endpoint.ts fills them in). No imports: the
+ * console's browser code reads the same types.
+ */
+/** One joined stream as the console's streams view shows it. */
+export interface OpenStreamView {
+  streamId: string;
+  deviceId: string;
+  service: string | null;
+  operator: string | null;
+  since: string;
+  deviceToService: number;
+  serviceToDevice: number;
+}
+
+/** One closed stream, as its close line says it (the console's recent audit lines). */
+export interface ClosedStreamView extends OpenStreamView {
+  closedAt: string;
+  durationMs: number;
+  deviceClose: number | null;
+  serviceClose: number | null;
+}
