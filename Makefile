@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 BUNDLE := dist/devstreams.cjs
-SOURCES := $(shell find wire core hub agent service cli -name '*.ts' 2>/dev/null) package.json scripts/build.mjs
+SOURCES := $(shell find wire core hub agent service cli -name '*.ts' -o -name '*.css' 2>/dev/null) package.json scripts/build.mjs
 
 .PHONY: all build run test test-unit typecheck deps system-deps clean bench binary deb
 
@@ -25,6 +25,7 @@ build: $(BUNDLE)
 
 typecheck: $(NODE_MODULES)
 	npx tsc --noEmit -p .
+	npx tsc --noEmit -p hub/console/client
 
 # A local hub and agent on embedded defaults, a demo service, and a working stream through them.
 run: build

@@ -23,6 +23,9 @@ import { ServiceApi } from './service-api';
 import { StreamAudit } from './stream-audit';
 import { BRIDGE_PATH_PREFIX, StreamingEndpoint } from './streaming-endpoint';
 import { HTTP_DEADLINE_CHECK_INTERVAL_MS, HTTP_HEADERS_TIMEOUT_MS, HTTP_MAX_HEADER_BYTES, HTTP_REQUEST_TIMEOUT_MS, onClientError, refuseOnSocket, requestPath } from './http-guards';
+import { HubConsole } from './console/console';
+import { streamOpener } from './console/open-stream';
+import { servicePolicyCheck } from './console/operator-check';
 
 export const MQTT_WS_PATH = '/$iothub/websocket';
 
@@ -53,6 +56,10 @@ export interface HubOptions {
   pingIntervalMs?: number;
   /** `host[:port]` streaming URLs name: this hub's HostName by default. */
   streamingHost?: string;
+  /** The web console under /console/ (docs/console.md); on unless false. */
+  console?: boolean;
+  /** Where the console's bundled files are (dist/console next to the bundle by default). */
+  consoleAssetsDir?: string;
   log: Logger;
 }
 
@@ -91,6 +98,7 @@ export class Hub {
   operators?: OperatorStore;
   /** One audit record per stream (logged; the recent ones kept for the console). */
   audit?: StreamAudit;
+  private console?: HubConsole;
 
   constructor(private readonly opts: HubOptions) {}
 
@@ -161,6 +169,21 @@ export class Hub {
     if (this.broker instanceof EmbeddedBroker) this.broker.on('authenticated', (socket) => admission.authenticated(socket as Socket));
     const devices = new DeviceHealth(registry, this.broker, log.child({ part: 'devices' }), (id) => this.endpoint?.activeStreamsFor(id) ?? 0);
     const api = new ServiceApi({ registry, operators, audit, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, hostNames: () => [this.hostName, ...certHosts], devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}), onAuthorized: (socket) => admission.authenticated(socket) });
+    if (this.opts.console !== false) {
+      // The console is a service side inside the hub: it dials this hub's own streaming endpoint on loopback.
+      const localHost = (): string => formatHostPort(listenIsWildcard ? '127.0.0.1' : listen.host, this.port);
+      this.console = new HubConsole({
+        log: log.child({ part: 'console' }),
+        operators: servicePolicyCheck(() => secrets),
+        broker: this.broker,
+        devices,
+        endpoint: this.endpoint,
+        openStream: streamOpener(api, localHost, Buffer.from(tls.ca.certPem)),
+        ...(this.opts.consoleAssetsDir ? { assetsDir: this.opts.consoleAssetsDir } : {}),
+      });
+      this.console.start();
+    }
+    const consoleUi = this.console;
     this.mqttWss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -183,7 +206,7 @@ export class Hub {
     server.on('request', (req, res) => {
       // Draining: open streams finish, new ones go to another hub (or wait for this one's restart).
       if (this.draining) res.writeHead(503, { 'Content-Type': 'application/json', Connection: 'close', 'Retry-After': '5' }).end(JSON.stringify({ errorCode: 503000, message: 'hub is shutting down' }));
-      else api.handle(req, res);
+      else if (!consoleUi?.handle(req, res)) api.handle(req, res);
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('clientError', onClientError(log.child({ part: 'http' })));
@@ -231,6 +254,8 @@ export class Hub {
       });
     } else if (path?.startsWith(BRIDGE_PATH_PREFIX) && this.endpoint) {
       this.endpoint.handleUpgrade(req, socket, head);
+    } else if (this.console?.handleUpgrade(req, socket, head)) {
+      // the console's terminal or a device's web page
     } else {
       this.opts.log.debug({ remote: req.socket.remoteAddress, status: path ? 404 : 400 }, 'upgrade refused: no such path');
       refuseOnSocket(socket, path ? 404 : 400);
@@ -279,6 +304,7 @@ export class Hub {
     server?.close();
     this.registry?.stop();
     this.operators?.stop();
+    this.console?.stop();
     for (const [name, part] of [
       ['streaming endpoint', this.endpoint],
       ['broker', this.broker],

@@ -56,7 +56,24 @@ export const bundleOptions = {
   plugins: [asciiComments()],
 };
 
+/**
+ * The hub's web console for the browser (hub/console/client, xterm.js included): dist/console/app.js,
+ * app.css and login.js, which the hub reads at start (hub/console/assets.ts). Plain TypeScript and
+ * xterm.js, bundled and minified by esbuild: no other build tool.
+ */
+export const consoleOptions = {
+  entryPoints: { app: 'hub/console/client/app.ts', login: 'hub/console/client/login.ts' },
+  outdir: 'dist/console',
+  bundle: true,
+  platform: 'browser',
+  format: 'iife',
+  target: ['chrome100', 'firefox100', 'safari15'],
+  minify: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+};
+
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   mkdirSync('dist', { recursive: true });
-  await build(bundleOptions);
+  await Promise.all([build(bundleOptions), build(consoleOptions)]);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the tests and the demo talk to for real: OpenSSH's sshd and ssh,
-# mosquitto, tmux (terminal tests), tinyproxy (HTTP CONNECT proxy tests), socat and iperf3 (benchmarks).
+# mosquitto, tmux (terminal tests), tinyproxy (HTTP CONNECT proxy tests), socat and iperf3 (benchmarks),
+# chromium (the hub's web console).
 # Safe to run again.
 set -euo pipefail
 PKGS=(openssh-server openssh-client mosquitto mosquitto-clients tmux socat iperf3 procps tinyproxy
@@ -12,7 +13,9 @@ PKGS=(openssh-server openssh-client mosquitto mosquitto-clients tmux socat iperf
   # Proxy test with the hub reachable only through tinyproxy: unshare -n (util-linux) and `ip` for lo.
   util-linux iproute2
   # Fleet mode (docs/scaling.md): a three-node NATS cluster with its MQTT listener (mosquitto is above).
-  nats-server)
+  nats-server
+  # The hub's web console (docs/console.md) is tested in a real browser, driven by playwright-core.
+  chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,253 @@
+/// <reference lib="dom" />
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { lastLine, runCli, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
+import { startBrowser } from './helpers/browser';
+import { startDeviceWeb } from './helpers/device-web';
+
+/**
+ * The hub's web console in Debian's Chromium (playwright-core), against real hub and agent
+ * processes on loopback. The screenshots in docs/console.md are made here.
+ */
+const SHOTS = resolve(__dirname, '../docs/console');
+const WAIT_MS = 30_000;
+
+/** The terminal's screen as text, one line per row (xterm.js's DOM renderer). */
+async function screenLines(page: Page): Promise<string[]> {
+  return page.$$eval('.terminal:not([hidden]) .xterm-rows > div', (rows) => rows.map((r) => (r.textContent ?? '').replace(/\u00a0/g, ' ').trimEnd()));
+}
+
+async function waitForScreen(page: Page, re: RegExp): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    const lines = await screenLines(page);
+    for (const l of lines) {
+      const m = re.exec(l);
+      if (m) return m;
+    }
+    if (Date.now() > deadline) throw new Error(`no terminal line matching ${re}; the screen shows:\n${lines.join('\n')}`);
+    await page.waitForTimeout(50);
+  }
+}
+
+/** An Upgrade to the console's terminal with a given cookie: the HTTP status the hub answers. */
+function terminalUpgradeStatus(port: number, cookie: string): Promise<number> {
+  return new Promise((resolveStatus, reject) => {
+    const ws = new WebSocket(`wss://127.0.0.1:${port}/console/api/terminal?device=pi-001&service=shell`, {
+      rejectUnauthorized: false,
+      headers: { cookie, origin: `https://127.0.0.1:${port}` },
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      resolveStatus(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.on('open', () => {
+      resolveStatus(101);
+      ws.terminate();
+    });
+    ws.on('error', reject);
+  });
+}
+
+function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolveRes, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers, rejectUnauthorized: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolveRes({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('hub web console (Chromium)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-console-'));
+  const dataDir = join(dir, 'hub');
+  let hub: CliProcess & { port: number };
+  const agents: CliProcess[] = [];
+  let web: Awaited<ReturnType<typeof startDeviceWeb>>;
+  let browser: Awaited<ReturnType<typeof startBrowser>>;
+  let page: Page;
+  let serviceKey: string;
+  let base: string;
+
+  async function startAgent(id: string): Promise<CliProcess> {
+    const add = await runCliToEnd(['hub', 'add-device', id, '--data-dir', dataDir]);
+    expect(add.code).toBe(0);
+    const config = join(dir, `${id}.yaml`);
+    writeFileSync(
+      config,
+      [
+        'hub:',
+        `  connection_string: "${lastLine(add.stdout)}"`,
+        `  ca: ${join(dataDir, 'ca.pem')}`,
+        'services:',
+        '  shell:',
+        '    pty:',
+        '      command: /bin/sh',
+        '      env: { PS1: "remote$ " }',
+        '  web:',
+        `    port: ${web.port}`,
+        '',
+      ].join('\n'),
+    );
+    const agent = runCli(['agent', '--config', config]);
+    agents.push(agent);
+    await agent.waitForLine(/listening for stream requests/);
+    return agent;
+  }
+
+  beforeAll(async () => {
+    web = await startDeviceWeb();
+    hub = await startHubProcess(dataDir);
+    base = `https://127.0.0.1:${hub.port}`;
+    const svc = await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir]);
+    serviceKey = /SharedAccessKey=([^;]+)/.exec(lastLine(svc.stdout))![1]!;
+    await startAgent('pi-001');
+    browser = await startBrowser();
+    page = await browser.context.newPage();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    for (const a of agents) await a.stop();
+    await hub?.stop();
+    await web?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows nothing but the sign-in page and its assets without a session', async () => {
+    for (const path of ['/console/', '/console/api/state', '/console/api/events', '/console/assets/app.js', '/console/d/pi-001/web/']) {
+      const res = await get(hub.port, path);
+      expect(res.status, path).not.toBe(200);
+      expect(res.body, path).not.toContain('pi-001');
+    }
+    expect((await get(hub.port, '/console/login')).status).toBe(200);
+    expect((await get(hub.port, '/console/assets/login.js')).status).toBe(200);
+    expect(await terminalUpgradeStatus(hub.port, '')).toBe(401);
+  });
+
+  it('refuses a wrong key, then signs in with the right one', async () => {
+    await page.goto(`${base}/console/`);
+    await page.waitForURL(/\/console\/login$/);
+    await page.fill('input[name=key]', 'not-the-key');
+    await page.click('button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('login-error')?.textContent?.includes('wrong operator or key'), undefined, { timeout: WAIT_MS });
+    expect(page.url()).toMatch(/\/console\/login$/);
+
+    await page.fill('input[name=key]', serviceKey);
+    await page.click('button[type=submit]');
+    await page.waitForURL(/\/console\/$/);
+    const cookie = (await browser.context.cookies()).find((c) => c.name === '__Host-devstreams-console')!;
+    expect(cookie).toMatchObject({ secure: true, httpOnly: true, sameSite: 'Strict', path: '/' });
+    expect(await page.textContent('#operator')).toBe('service');
+  });
+
+  it('shows the device online with its telemetry, and a second agent appears without reloading', async () => {
+    const row = 'tr[data-device="pi-001"].online';
+    await page.waitForSelector(row, { timeout: WAIT_MS });
+    // Health telemetry (sent right after connecting): the agent's version and memory use.
+    await page.waitForFunction((sel) => {
+      const r = document.querySelector(sel);
+      return Boolean(r?.querySelector('td[data-col=version]')?.textContent && r.querySelector('td[data-col=mem]')?.textContent?.includes('%'));
+    }, row, { timeout: WAIT_MS });
+    await page.evaluate(() => ((window as unknown as { notReloaded: boolean }).notReloaded = true));
+    await startAgent('pi-002');
+    await page.waitForSelector('tr[data-device="pi-002"].online', { timeout: WAIT_MS });
+    expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
+    // Filter by name.
+    await page.fill('#device-filter', '002');
+    await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-device]').length === 1);
+    await page.fill('#device-filter', '');
+    await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-device]').length === 2);
+    await page.waitForFunction(() => document.querySelector('tr[data-device="pi-002"] td[data-col=mem]')?.textContent?.includes('%'), undefined, { timeout: WAIT_MS });
+    await page.screenshot({ path: join(SHOTS, 'devices.png') });
+  });
+
+  it('opens a terminal: keys, resize following the window, the exit status', async () => {
+    await page.click('tr[data-device="pi-001"] button.open-terminal');
+    await page.waitForFunction(() => document.querySelector('.terminal:not([hidden]) .term-status')?.textContent?.includes('connected'), undefined, { timeout: WAIT_MS });
+    await waitForScreen(page, /^remote\$/);
+    await page.keyboard.type('echo $((6*7))\n');
+    await waitForScreen(page, /^42$/);
+
+    await page.keyboard.type('echo "before $(stty size)"\n');
+    const [, rows1, cols1] = (await waitForScreen(page, /^before (\d+) (\d+)$/)).map(Number);
+    await page.setViewportSize({ width: 640, height: 420 });
+    // The size follows the window: wait until xterm.js has fewer rows on the screen, then ask the PTY.
+    await page.waitForFunction((r) => document.querySelectorAll('.terminal:not([hidden]) .xterm-rows > div').length < r, rows1!, { timeout: WAIT_MS });
+    await page.keyboard.type('echo "after $(stty size)"\n');
+    const domRows = await page.$$eval('.terminal:not([hidden]) .xterm-rows > div', (r) => r.length);
+    const [, rows2, cols2] = (await waitForScreen(page, /^after (\d+) (\d+)$/)).map(Number);
+    expect(rows2).toBe(domRows);
+    expect(cols2).toBeLessThan(cols1!);
+    await page.keyboard.type('printf "ready: %s\\n" $(uname -s)\n');
+    await waitForScreen(page, /^ready: Linux$/);
+    await page.screenshot({ path: join(SHOTS, 'terminal.png') });
+
+    await page.keyboard.type('exit 3\n');
+    await page.waitForFunction(() => document.querySelector('.terminal:not([hidden]) .term-status')?.textContent?.includes('exit status 3'), undefined, { timeout: WAIT_MS });
+    await page.setViewportSize({ width: 1000, height: 560 });
+    // The hub logged the stream with the operator who opened it.
+    await hub.waitForLine(/"operator":"service".*console terminal ended|console terminal ended.*"operator":"service"/);
+  });
+
+  it("opens the device's own web page through the hub, WebSocket included", async () => {
+    const devicePage = await browser.context.newPage();
+    await devicePage.goto(`${base}/console/d/pi-001/web/`);
+    expect(await devicePage.title()).toBe('Device dashboard');
+    await devicePage.waitForFunction(() => document.getElementById('ws')?.textContent === 'WebSocket: echo: ping from the page', undefined, { timeout: WAIT_MS });
+    await devicePage.screenshot({ path: join(SHOTS, 'device-web.png') });
+    await devicePage.close();
+    // The console's session cookie never reaches the device.
+    expect(web.requests.length).toBeGreaterThan(0);
+    for (const r of web.requests) expect(r).not.toContain('devstreams-console');
+  });
+
+  it('lists an open stream with its operator, and closes it', async () => {
+    await page.goto(`${base}/console/#/devices`);
+    await page.click('tr[data-device="pi-002"] button.open-terminal');
+    await page.waitForFunction(() => document.querySelector('.terminal:not([hidden]) .term-status')?.textContent?.includes('connected'), undefined, { timeout: WAIT_MS });
+    await page.click('a[data-nav=streams]');
+    // The first terminal (pi-001) has ended: its stream is no longer listed.
+    const row = '#open-streams tr[data-stream]';
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 1 && document.querySelector(sel)?.textContent?.startsWith('pi-002'), row, { timeout: WAIT_MS });
+    expect(await page.$$eval(`${row} td`, (tds) => tds.slice(0, 3).map((t) => t.textContent))).toEqual(['pi-002', 'shell', 'service']);
+    await page.click(`${row} button.close-stream`);
+    await page.waitForSelector(row, { state: 'detached', timeout: WAIT_MS });
+    await page.waitForFunction(() => Array.from(document.querySelectorAll('#recent-streams td')).some((t) => t.textContent === 'pi-002'), undefined, { timeout: WAIT_MS });
+  });
+
+  it("signs out: the terminal's WebSocket is refused, open ones end", async () => {
+    await page.goto(`${base}/console/#/devices`);
+    await page.click('tr[data-device="pi-001"] button.open-terminal');
+    await page.waitForFunction(() => document.querySelector('.terminal:not([hidden]) .term-status')?.textContent?.includes('connected'), undefined, { timeout: WAIT_MS });
+    const cookie = (await browser.context.cookies()).find((c) => c.name === '__Host-devstreams-console')!;
+    const header = `${cookie.name}=${cookie.value}`;
+    expect(await terminalUpgradeStatus(hub.port, header)).toBe(101);
+    // A state change without the CSRF token is refused.
+    const forged = await page.evaluate(() => fetch('/console/api/logout', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }).then((r) => r.status));
+    expect(forged).toBe(403);
+
+    await page.click('#signout');
+    await page.waitForURL(/\/console\/login$/, { timeout: WAIT_MS });
+    expect(await terminalUpgradeStatus(hub.port, header)).toBe(401);
+    const refused = await page.evaluate(
+      () =>
+        new Promise<number>((done) => {
+          // window.WebSocket: the browser's (this file's WebSocket is the ws package's).
+          const ws = new window.WebSocket(`wss://${location.host}/console/api/terminal?device=pi-001&service=shell`);
+          ws.onopen = () => done(-1);
+          ws.onclose = (ev) => done(ev.code);
+        }),
+    );
+    expect(refused).toBe(1006);
+    for (const shot of ['devices.png', 'terminal.png', 'device-web.png']) expect(statSync(join(SHOTS, shot)).size).toBeLessThan(200_000);
+  });
+});
