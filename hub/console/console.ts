@@ -34,8 +34,6 @@ export interface ConsoleDeps {
   devices: DeviceHealth;
   endpoint: StreamingEndpoint;
   openStream: StreamOpener;
-  /** Whether a device's PTY stream takes `resize` (the extension negotiated with the device). */
-  resizeAllowed?: (ws: WebSocket) => boolean;
   /** dist/console by default. */
   assetsDir?: string;
 }
@@ -249,7 +247,7 @@ export class HubConsole {
       .openStream(deviceId, service, session.operator, abort.signal)
       .then((device) => {
         if (browser.readyState !== browser.OPEN) return void closeStreamSocket(device, CLOSE.NORMAL, 'the operator left');
-        end = bridgeTerminal(browser, device, { deviceId, service, operator: session.operator, log, resizeAllowed: this.deps.resizeAllowed?.(device) ?? true });
+        end = bridgeTerminal(browser, device, { deviceId, service, operator: session.operator, log });
       })
       .catch((err: unknown) => {
         sendEvent(browser, { type: 'error', message: (err as Error).message });

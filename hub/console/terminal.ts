@@ -3,7 +3,7 @@ import { WebSocket, type RawData } from 'ws';
 import type { Logger } from '../../core/log';
 import { startTunnel } from '../../core/tunnel';
 import { WebSocketSink, closeStreamSocket } from '../../core/ws-sink';
-import { CLOSE, decodeControl, encodeControl } from '../../wire';
+import { CLOSE, decodeControl } from '../../wire';
 
 /** Terminal sizes the console passes on; anything else from a browser is dropped. */
 export const MAX_TERMINAL_COLS = 1000;
@@ -83,8 +83,6 @@ export interface TerminalContext {
   service: string;
   operator: string;
   log: Logger;
-  /** Whether the device's end takes `resize` control messages (negotiated per stream). */
-  resizeAllowed: boolean;
 }
 
 /**
@@ -97,12 +95,14 @@ export function bridgeTerminal(browser: WebSocket, device: WebSocket, ctx: Termi
     if (exit) sendEvent(browser, { type: 'exit', ...exit });
     closeStreamSocket(browser, CLOSE.NORMAL, exit ? 'the shell ended' : 'the stream ended');
   };
+  // Sizes that come before the tunnel exists (none do today: the hub says "open" only after it).
+  let sendSize: (size: { cols: number; rows: number }) => void = () => undefined;
   const local = new BrowserSide(
     browser,
     (text) => {
       const size = parseResize(text);
       if (!size) return void ctx.log.debug({ device: ctx.deviceId }, 'console terminal: unknown message from the browser ignored');
-      if (ctx.resizeAllowed && device.readyState === WebSocket.OPEN) device.send(encodeControl({ type: 'resize', ...size }));
+      sendSize(size);
     },
     endBrowser,
   );
@@ -112,6 +112,8 @@ export function bridgeTerminal(browser: WebSocket, device: WebSocket, ctx: Termi
       if (msg?.type === 'exit') exit = { code: typeof msg.code === 'number' ? msg.code : null, signal: typeof msg.signal === 'string' ? msg.signal : null };
     },
   });
+  // Sent only when the device announced `resize` (an IoT Hub SDK device gets bytes alone).
+  sendSize = (size) => tunnel.sendControl({ type: 'resize', ...size });
   sendEvent(browser, { type: 'open' });
   const started = Date.now();
   tunnel.done.then((r) => {
