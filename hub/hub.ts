@@ -25,7 +25,7 @@ import { BRIDGE_PATH_PREFIX, StreamingEndpoint } from './streaming-endpoint';
 import { HTTP_DEADLINE_CHECK_INTERVAL_MS, HTTP_HEADERS_TIMEOUT_MS, HTTP_MAX_HEADER_BYTES, HTTP_REQUEST_TIMEOUT_MS, onClientError, refuseOnSocket, requestPath } from './http-guards';
 import { HubConsole } from './console/console';
 import { streamOpener } from './console/open-stream';
-import { servicePolicyCheck } from './console/operator-check';
+import { operatorStoreCheck } from './console/operator-check';
 
 export const MQTT_WS_PATH = '/$iothub/websocket';
 
@@ -174,10 +174,12 @@ export class Hub {
       const localHost = (): string => formatHostPort(listenIsWildcard ? '127.0.0.1' : listen.host, this.port);
       this.console = new HubConsole({
         log: log.child({ part: 'console' }),
-        operators: servicePolicyCheck(() => secrets),
+        operators: operatorStoreCheck(operators),
+        operatorChanges: operators,
         broker: this.broker,
         devices,
         endpoint: this.endpoint,
+        audit,
         openStream: streamOpener(api, localHost, Buffer.from(tls.ca.certPem)),
         ...(this.opts.consoleAssetsDir ? { assetsDir: this.opts.consoleAssetsDir } : {}),
       });

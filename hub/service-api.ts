@@ -118,8 +118,6 @@ export class ServiceApi {
       operators: OperatorStore;
       /** One audit line per stream request the hub did not hand on (accepted ones: the streaming endpoint). */
       audit?: StreamAudit;
-      /** Told of every accepted stream: which service and (console) operator it is for. */
-      onStreamGranted?: (streamId: string, meta: { service: string; operator?: string; exp: number }) => void;
       /** A request on this connection carried a valid service credential (it leaves the pre-auth caps). */
       onAuthorized?: (socket: IncomingMessage['socket']) => void;
     },
@@ -334,7 +332,6 @@ export class ServiceApi {
       const reason = refusalReason(result.payload);
       return { accepted: false, ...(reason ? { reason } : {}) };
     }
-    this.deps.onStreamGranted?.(streamId, { service: streamName, ...(o.operator ? { operator: o.operator } : {}), exp });
     return { accepted: true, streamId, url: streamUrl, serviceToken };
   }
 }

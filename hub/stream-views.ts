@@ -12,11 +12,3 @@ export interface OpenStreamView {
   deviceToService: number;
   serviceToDevice: number;
 }
-
-/** One closed stream, as its close line says it (the console's recent audit lines). */
-export interface ClosedStreamView extends OpenStreamView {
-  closedAt: string;
-  durationMs: number;
-  deviceClose: number | null;
-  serviceClose: number | null;
-}

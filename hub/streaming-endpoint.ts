@@ -9,20 +9,11 @@ import { CLOSE, EXT_HEADER, HELLO_HEADER, MAX_FRAME_BYTES, parseBearer, parseExt
 import { Leg } from './bridge';
 import { decodePathSegment, refuseOnSocket, requestPath } from './http-guards';
 import type { StreamAudit } from './stream-audit';
-import type { ClosedStreamView, OpenStreamView } from './stream-views';
+import type { OpenStreamView } from './stream-views';
 import { verifyStreamToken, type StreamSide, type StreamTokenClaims } from './stream-tokens';
 
 export const BRIDGE_PATH_PREFIX = '/bridges/';
-export type { ClosedStreamView, OpenStreamView } from './stream-views';
-
-/** Closed streams kept for the console. */
-const RECENT_STREAMS_KEPT = 50;
-
-interface StreamLabel {
-  service: string;
-  operator?: string;
-  exp: number;
-}
+export type { OpenStreamView } from './stream-views';
 
 interface JoinedStream {
   claims: StreamTokenClaims;
@@ -62,9 +53,6 @@ export class StreamingEndpoint {
   private readonly perDevice = new Map<string, number>();
   private streamsTotal = 0;
   private readonly joined = new Map<string, JoinedStream>();
-  /** Service and operator of granted streams, by stream id (from the service API). */
-  private readonly labels = new Map<string, StreamLabel>();
-  private readonly recent: ClosedStreamView[] = [];
   /** Called when a stream joins or closes (the console's live view). */
   onStreamsChanged?: () => void;
   private sweepTimer?: NodeJS.Timeout;
@@ -91,7 +79,6 @@ export class StreamingEndpoint {
     this.sweepTimer = setInterval(() => {
       const now = Date.now();
       for (const [k, exp] of this.used) if (exp <= now) this.used.delete(k);
-      for (const [k, l] of this.labels) if (l.exp <= now && !this.joined.has(k)) this.labels.delete(k);
     }, 10_000);
     this.sweepTimer.unref();
   }
@@ -157,18 +144,12 @@ export class StreamingEndpoint {
 
   }
 
-  /** Names the service and operator of a granted stream, for the streams view. */
-  label(streamId: string, label: StreamLabel): void {
-    this.labels.set(streamId, label);
-  }
-
   private view(j: JoinedStream): OpenStreamView {
-    const l = this.labels.get(j.claims.streamId);
     return {
       streamId: j.claims.streamId,
       deviceId: j.claims.deviceId,
-      service: l?.service ?? null,
-      operator: l?.operator ?? null,
+      service: j.claims.service ?? null,
+      operator: j.claims.operator ?? null,
       since: new Date(j.startedAt).toISOString(),
       deviceToService: j.device.bytes,
       serviceToDevice: j.service.bytes,
@@ -178,11 +159,6 @@ export class StreamingEndpoint {
   /** The joined streams, oldest first. */
   list(): OpenStreamView[] {
     return [...this.joined.values()].map((j) => this.view(j));
-  }
-
-  /** The last closed streams, newest first. */
-  recentlyClosed(): ClosedStreamView[] {
-    return [...this.recent];
   }
 
   /** Ends one joined stream from the hub (an operator's decision): both sides get 4004. False when unknown. */
@@ -222,16 +198,7 @@ export class StreamingEndpoint {
       const left = (this.perDevice.get(id) ?? 1) - 1;
       if (left > 0) this.perDevice.set(id, left);
       else this.perDevice.delete(id);
-      this.recent.unshift({
-        ...this.view(joined),
-        closedAt: new Date().toISOString(),
-        durationMs: Date.now() - p.startedAt,
-        deviceClose: device.closed?.code ?? null,
-        serviceClose: service.closed?.code ?? null,
-      });
-      this.recent.length = Math.min(this.recent.length, RECENT_STREAMS_KEPT);
       this.joined.delete(p.claims.streamId);
-      this.labels.delete(p.claims.streamId);
       this.onStreamsChanged?.();
       // Clean only when both sides closed normally; any other end reset someone's local connection.
       const clean = device.closed?.code === CLOSE.NORMAL && service.closed?.code === CLOSE.NORMAL;

@@ -66,6 +66,38 @@ function get(port: number, path: string, headers: Record<string, string> = {}): 
   });
 }
 
+/** A terminal WebSocket with a session cookie, once the hub said the device's PTY is open; and its close code. */
+async function openTerminalSocket(port: number, cookie: string): Promise<{ ws: WebSocket; closed: Promise<number> }> {
+  const ws = new WebSocket(`wss://127.0.0.1:${port}/console/api/terminal?device=pi-001&service=shell`, {
+    rejectUnauthorized: false,
+    headers: { cookie, origin: `https://127.0.0.1:${port}` },
+  });
+  const opened = new Promise<void>((done, fail) => {
+    ws.on('message', (d, isBinary) => !isBinary && String(d).includes('"open"') && done());
+    ws.on('error', fail);
+  });
+  const closed = new Promise<number>((done) => ws.on('close', (code) => done(code)));
+  await opened;
+  return { ws, closed };
+}
+
+/** Signs in as a script would (JSON, same Origin): the session cookie, or the HTTP status. */
+function signIn(port: number, operator: string, key: string): Promise<{ status: number; cookie?: string }> {
+  return new Promise((resolveRes, reject) => {
+    const body = JSON.stringify({ operator, key });
+    const req = request(
+      { host: '127.0.0.1', port, path: '/console/api/login', method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/json', origin: `https://127.0.0.1:${port}`, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        const set = res.headers['set-cookie']?.[0];
+        resolveRes({ status: res.statusCode ?? 0, ...(set ? { cookie: set.split(';')[0]! } : {}) });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 describe('hub web console (Chromium)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-console-'));
   const dataDir = join(dir, 'hub');
@@ -194,8 +226,8 @@ describe('hub web console (Chromium)', () => {
     await page.keyboard.type('exit 3\n');
     await page.waitForFunction(() => document.querySelector('.terminal:not([hidden]) .term-status')?.textContent?.includes('exit status 3'), undefined, { timeout: WAIT_MS });
     await page.setViewportSize({ width: 1000, height: 560 });
-    // The hub logged the stream with the operator who opened it.
-    await hub.waitForLine(/"operator":"service".*console terminal ended|console terminal ended.*"operator":"service"/);
+    // The hub's audit line names the operator who opened it, like any other stream.
+    await hub.waitForLine(/"audit":"stream".*"operator":"service".*"device":"pi-001","service":"shell".*"outcome":"closed"/);
   });
 
   it("opens the device's own web page through the hub, WebSocket included", async () => {
@@ -221,7 +253,26 @@ describe('hub web console (Chromium)', () => {
     expect(await page.$$eval(`${row} td`, (tds) => tds.slice(0, 3).map((t) => t.textContent))).toEqual(['pi-002', 'shell', 'service']);
     await page.click(`${row} button.close-stream`);
     await page.waitForSelector(row, { state: 'detached', timeout: WAIT_MS });
-    await page.waitForFunction(() => Array.from(document.querySelectorAll('#recent-streams td')).some((t) => t.textContent === 'pi-002'), undefined, { timeout: WAIT_MS });
+    // The hub's audit line for it: operator, device, service, how it ended.
+    await page.waitForFunction(
+      () => Array.from(document.querySelectorAll('#recent-streams tr')).some((tr) => /^.*ago\s*service.*pi-002\s*shell\s*closed/.test(Array.from(tr.children).map((td) => td.textContent).join(' '))),
+      undefined,
+      { timeout: WAIT_MS },
+    );
+  });
+
+  it('ends the sessions of an operator when it is removed, open terminals included', async () => {
+    const add = await runCliToEnd(['hub', 'add-operator', 'alice', '--data-dir', dataDir]);
+    expect(add.code).toBe(0);
+    const key = /SharedAccessKey=([^;\s]+)/.exec(add.stdout)![1]!;
+    expect((await signIn(hub.port, 'alice', 'wrong')).status).toBe(401);
+    const { status, cookie } = await signIn(hub.port, 'alice', key);
+    expect(status).toBe(200);
+    const { closed } = await openTerminalSocket(hub.port, cookie!);
+    expect((await runCliToEnd(['hub', 'remove-operator', 'alice', '--data-dir', dataDir])).code).toBe(0);
+    expect(await closed).toBe(4004);
+    expect((await get(hub.port, '/console/api/session', { cookie: cookie! })).status).toBe(401);
+    expect(await terminalUpgradeStatus(hub.port, cookie!)).toBe(401);
   });
 
   it("signs out: the terminal's WebSocket is refused, open ones end", async () => {
@@ -230,13 +281,14 @@ describe('hub web console (Chromium)', () => {
     await page.waitForFunction(() => document.querySelector('.terminal:not([hidden]) .term-status')?.textContent?.includes('connected'), undefined, { timeout: WAIT_MS });
     const cookie = (await browser.context.cookies()).find((c) => c.name === '__Host-devstreams-console')!;
     const header = `${cookie.name}=${cookie.value}`;
-    expect(await terminalUpgradeStatus(hub.port, header)).toBe(101);
+    const open = await openTerminalSocket(hub.port, header);
     // A state change without the CSRF token is refused.
     const forged = await page.evaluate(() => fetch('/console/api/logout', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }).then((r) => r.status));
     expect(forged).toBe(403);
 
     await page.click('#signout');
     await page.waitForURL(/\/console\/login$/, { timeout: WAIT_MS });
+    expect(await open.closed).toBe(4004);
     expect(await terminalUpgradeStatus(hub.port, header)).toBe(401);
     const refused = await page.evaluate(
       () =>

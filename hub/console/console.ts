@@ -7,6 +7,7 @@ import { CLOSE } from '../../wire';
 import type { ControlPlane } from '../control-plane';
 import type { DeviceHealth } from '../devices';
 import { RateLimiter } from '../rate-limit';
+import type { StreamAudit } from '../stream-audit';
 import type { StreamingEndpoint } from '../streaming-endpoint';
 import { CONSOLE_CSP, PUBLIC_ASSETS, loadAssets, type ConsoleAssets } from './assets';
 import { SECURITY_HEADERS, fromSameOrigin, readJsonBody, redirect, refuseUpgrade, sendJson, sendText } from './http-util';
@@ -33,6 +34,9 @@ export interface ConsoleDeps {
   broker: ControlPlane;
   devices: DeviceHealth;
   endpoint: StreamingEndpoint;
+  audit?: StreamAudit;
+  /** Told when an operator changes (removed, key rotated): its sessions are checked at once. */
+  operatorChanges?: { on(event: 'change', f: () => void): unknown; off(event: 'change', f: () => void): unknown };
   openStream: StreamOpener;
   /** dist/console by default. */
   assetsDir?: string;
@@ -53,7 +57,7 @@ export class HubConsole {
 
   constructor(private readonly deps: ConsoleDeps) {
     this.sessions = new SessionStore(deps.operators);
-    this.live = new LiveFeed(deps.broker, deps.devices, deps.endpoint);
+    this.live = new LiveFeed(deps.broker, deps.devices, deps.endpoint, deps.audit);
   }
 
   /** Loads the bundled pages; without them the console answers 503 and the rest of the hub runs on. */
@@ -64,12 +68,16 @@ export class HubConsole {
       this.deps.log.warn({ err: (err as Error).message }, 'web console files not found (run make build): the console is off');
     }
     this.live.start();
-    this.sweepTimer = setInterval(() => {
-      const ended = this.sessions.sweep();
-      if (ended) this.deps.log.info({ sessions: ended }, 'console sessions ended (expired, operator removed or key changed)');
-    }, SESSION_SWEEP_MS);
+    this.sweepTimer = setInterval(this.sweep, SESSION_SWEEP_MS);
     this.sweepTimer.unref();
+    this.deps.operatorChanges?.on('change', this.sweep);
   }
+
+  /** Ends sessions that expired or whose operator was removed or changed, with what they hold open. */
+  private readonly sweep = (): void => {
+    const ended = this.sessions.sweep();
+    if (ended) this.deps.log.info({ sessions: ended }, 'console sessions ended (expired, operator removed or its key or limits changed)');
+  };
 
   /** True when the request is the console's (it is then answered). */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
@@ -109,9 +117,10 @@ export class HubConsole {
     if (web) return this.serveDeviceWeb(req, res, web, session);
     if ((path === '/console' || path === CONSOLE_PATH) && method === 'GET') return this.servePage(res, this.assets.appPage);
     if (path === '/console/api/session' && method === 'GET') return sendJson(res, 200, { operator: session.operator, csrf: session.csrf });
-    if (path === '/console/api/state' && method === 'GET') return sendJson(res, 200, this.live.state());
+    const sees = (deviceId: string): boolean => this.deps.operators.sees(session.operator, deviceId);
+    if (path === '/console/api/state' && method === 'GET') return sendJson(res, 200, this.live.state(sees));
     if (path === '/console/api/events' && method === 'GET') {
-      const end = this.live.add(res);
+      const end = this.live.add(res, sees);
       session.onEnd.add(end);
       res.on('close', () => session.onEnd.delete(end));
       return;
@@ -126,6 +135,8 @@ export class HubConsole {
       }
       const close = /^\/console\/api\/streams\/([0-9a-f]{32})\/close$/.exec(path);
       if (close) {
+        const open = this.deps.endpoint.list().find((x) => x.streamId === close[1]);
+        if (!open || !sees(open.deviceId)) return sendJson(res, 404, { error: 'no such open stream' });
         const closed = this.deps.endpoint.closeStream(close[1]!, `closed by operator ${session.operator} from the console`);
         return closed ? sendJson(res, 200, { ok: true }) : sendJson(res, 404, { error: 'no such open stream' });
       }
@@ -167,13 +178,13 @@ export class HubConsole {
       this.deps.log.warn({ operator: operator.replace(/[^\x20-\x7e]/g, '?'), remote }, 'console sign-in refused: wrong operator or key');
       return sendJson(res, 401, { error: 'wrong operator or key' });
     }
-    const session = this.sessions.create(ok.operator, ok.fingerprint);
+    const session = this.sessions.create(ok.operator, ok.revision);
     this.deps.log.info({ operator: ok.operator, remote }, 'console sign-in');
     sendJson(res, 200, { operator: ok.operator, csrf: session.csrf }, { 'set-cookie': sessionCookie(session.id) });
   }
 
-  private opener(session: Session, deviceId: string, service: string): () => Promise<WebSocket> {
-    return () => this.deps.openStream(deviceId, service, session.operator);
+  private opener(session: Session, deviceId: string, service: string, remote: string | undefined): () => Promise<WebSocket> {
+    return () => this.deps.openStream(deviceId, service, { operator: session.operator, ...(remote ? { remote } : {}) });
   }
 
   private async serveDeviceWeb(req: IncomingMessage, res: ServerResponse, target: DeviceWebTarget, session: Session): Promise<void> {
@@ -185,7 +196,7 @@ export class HubConsole {
     const cut = (): void => void res.destroy();
     session.onEnd.add(cut);
     res.on('close', () => session.onEnd.delete(cut));
-    await proxyHttp(req, res, { ...target, rest: target.rest }, this.opener(session, target.deviceId, target.service), this.deps.log);
+    await proxyHttp(req, res, { ...target, rest: target.rest }, this.opener(session, target.deviceId, target.service, req.socket.remoteAddress), this.deps.log);
   }
 
   /** True when the upgrade is the console's (it is then answered). */
@@ -208,7 +219,7 @@ export class HubConsole {
         refuseUpgrade(socket, 404, 'Not Found');
         return true;
       }
-      proxyUpgrade(req, socket, head, { ...web, rest: web.rest }, this.opener(session, web.deviceId, web.service))
+      proxyUpgrade(req, socket, head, { ...web, rest: web.rest }, this.opener(session, web.deviceId, web.service, req.socket.remoteAddress))
         .then((cut) => {
           session.onEnd.add(cut);
           socket.on('close', () => session.onEnd.delete(cut));
@@ -223,11 +234,12 @@ export class HubConsole {
       refuseUpgrade(socket, 400, 'Bad Request');
       return true;
     }
-    this.wss.handleUpgrade(req, socket, head, (browser) => this.openTerminal(browser, session, deviceId, service));
+    const remote = req.socket.remoteAddress;
+    this.wss.handleUpgrade(req, socket, head, (browser) => this.openTerminal(browser, session, deviceId, service, remote));
     return true;
   }
 
-  private openTerminal(browser: WebSocket, session: Session, deviceId: string, service: string): void {
+  private openTerminal(browser: WebSocket, session: Session, deviceId: string, service: string, remote: string | undefined): void {
     const log = this.deps.log;
     const abort = new AbortController();
     let end: ((reason: string) => void) | undefined;
@@ -244,7 +256,7 @@ export class HubConsole {
     browser.on('error', () => undefined);
     log.info({ device: deviceId, service, operator: session.operator }, 'console terminal requested');
     this.deps
-      .openStream(deviceId, service, session.operator, abort.signal)
+      .openStream(deviceId, service, { operator: session.operator, signal: abort.signal, ...(remote ? { remote } : {}) })
       .then((device) => {
         if (browser.readyState !== browser.OPEN) return void closeStreamSocket(device, CLOSE.NORMAL, 'the operator left');
         end = bridgeTerminal(browser, device, { deviceId, service, operator: session.operator, log });
@@ -258,6 +270,7 @@ export class HubConsole {
   /** Ends every session and live view. Never throws. */
   stop(): void {
     clearInterval(this.sweepTimer);
+    this.deps.operatorChanges?.off('change', this.sweep);
     try {
       this.sessions.endAll();
       this.live.stop();

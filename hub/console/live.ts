@@ -1,7 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { ControlPlane } from '../control-plane';
 import type { DeviceHealth, DeviceView } from '../devices';
-import type { ClosedStreamView, OpenStreamView, StreamingEndpoint } from '../streaming-endpoint';
+import type { HubAuditRecord, StreamAudit } from '../stream-audit';
+import type { OpenStreamView, StreamingEndpoint } from '../streaming-endpoint';
 
 /** How often the live view is sent even when nothing announced a change (last seen, stream bytes). */
 export const LIVE_TICK_MS = 2_000;
@@ -10,20 +11,32 @@ export const LIVE_BATCH_MS = 200;
 /** A browser that reads slower than this much queued output is cut (it reconnects on its own). */
 export const LIVE_MAX_QUEUED_BYTES = 1024 * 1024;
 
+/** Audit lines in the live view, newest first. */
+export const LIVE_AUDIT_LINES = 50;
+
 export interface LiveState {
   devices: DeviceView[];
   streams: OpenStreamView[];
-  recent: ClosedStreamView[];
+  /** The hub's recent audit records (hub/stream-audit.ts), newest first. */
+  audit: HubAuditRecord[];
+}
+
+/** Which devices a browser may see (its operator's device limits). */
+export type DeviceFilter = (deviceId: string) => boolean;
+
+interface Client {
+  res: ServerResponse;
+  sees: DeviceFilter;
 }
 
 /**
  * The console's live view as server-sent events: the whole state (devices with their health, open
- * streams, recently closed streams) as one `state` event whenever something changed, at most every
+ * streams, the recent audit lines) as one `state` event whenever something changed, at most every
  * 200 ms, and every 2 s regardless. A few dozen devices are a few kB; whole snapshots keep the
  * browser side trivial and a reconnect needs no replay.
  */
 export class LiveFeed {
-  private readonly clients = new Set<ServerResponse>();
+  private readonly clients = new Set<Client>();
   private tick?: NodeJS.Timeout;
   private batch?: NodeJS.Timeout;
   private readonly onChange = (): void => this.schedule();
@@ -32,6 +45,7 @@ export class LiveFeed {
     private readonly broker: ControlPlane,
     private readonly devices: DeviceHealth,
     private readonly endpoint: StreamingEndpoint,
+    private readonly audit?: StreamAudit,
   ) {}
 
   start(): void {
@@ -39,39 +53,43 @@ export class LiveFeed {
     this.broker.on('offline', this.onChange);
     this.broker.on('telemetry', this.onChange);
     this.endpoint.onStreamsChanged = this.onChange;
+    this.audit?.on('audit', this.onChange);
     this.tick = setInterval(() => this.broadcast(), LIVE_TICK_MS);
     this.tick.unref();
   }
 
-  state(): LiveState {
-    return { devices: this.devices.list(), streams: this.endpoint.list(), recent: this.endpoint.recentlyClosed() };
+  /** What one operator may see now. */
+  state(sees: DeviceFilter = () => true): LiveState {
+    return {
+      devices: this.devices.list().filter((d) => sees(d.deviceId)),
+      streams: this.endpoint.list().filter((s) => sees(s.deviceId)),
+      audit: (this.audit?.recent() ?? []).filter((a) => sees(a.device)).slice(-LIVE_AUDIT_LINES).reverse(),
+    };
   }
 
   /** Subscribes one browser; returns the function that ends it. */
-  add(res: ServerResponse): () => void {
+  add(res: ServerResponse, sees: DeviceFilter): () => void {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
     res.write('retry: 2000\n\n');
-    this.clients.add(res);
-    this.send(res, this.event());
+    const client = { res, sees };
+    this.clients.add(client);
+    this.send(client);
     const end = (): void => {
-      this.clients.delete(res);
+      this.clients.delete(client);
       res.end();
     };
-    res.on('close', () => this.clients.delete(res));
+    res.on('close', () => this.clients.delete(client));
     return end;
   }
 
-  private event(): string {
-    return `event: state\ndata: ${JSON.stringify(this.state())}\n\n`;
-  }
-
-  private send(res: ServerResponse, text: string): void {
+  private send(client: Client): void {
+    const { res } = client;
     if (res.writableLength > LIVE_MAX_QUEUED_BYTES) {
-      this.clients.delete(res);
+      this.clients.delete(client);
       res.destroy();
       return;
     }
-    res.write(text);
+    res.write(`event: state\ndata: ${JSON.stringify(this.state(client.sees))}\n\n`);
   }
 
   /** Something changed: the state goes out soon (the next change in the same batch rides along). */
@@ -84,9 +102,7 @@ export class LiveFeed {
   }
 
   private broadcast(): void {
-    if (this.clients.size === 0) return;
-    const text = this.event();
-    for (const res of [...this.clients]) this.send(res, text);
+    for (const client of [...this.clients]) this.send(client);
   }
 
   stop(): void {
@@ -96,7 +112,8 @@ export class LiveFeed {
     this.broker.off('offline', this.onChange);
     this.broker.off('telemetry', this.onChange);
     this.endpoint.onStreamsChanged = undefined;
-    for (const res of this.clients) res.end();
+    this.audit?.off('audit', this.onChange);
+    for (const { res } of this.clients) res.end();
     this.clients.clear();
   }
 }

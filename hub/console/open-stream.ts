@@ -8,14 +8,21 @@ export const CONSOLE_STREAM_TIMEOUT_S = 20;
 /** Why the console could not open a stream; `code` is stable, `message` is for the operator. */
 export class ConsoleStreamError extends Error {
   constructor(
-    readonly code: 'NOT_FOUND' | 'OFFLINE' | 'REFUSED' | 'TIMEOUT' | 'FAILED',
+    readonly code: 'DENIED' | 'NOT_FOUND' | 'OFFLINE' | 'REFUSED' | 'TIMEOUT' | 'FAILED',
     message: string,
   ) {
     super(message);
   }
 }
 
-export type StreamOpener = (deviceId: string, service: string, operator: string, signal?: AbortSignal) => Promise<WebSocket>;
+export interface OnBehalfOf {
+  operator: string;
+  /** The browser's address, for the audit line. */
+  remote?: string;
+  signal?: AbortSignal;
+}
+
+export type StreamOpener = (deviceId: string, service: string, who: OnBehalfOf) => Promise<WebSocket>;
 
 /**
  * Opens a stream on an operator's behalf: the hub asks the device exactly as the service API does
@@ -24,15 +31,10 @@ export type StreamOpener = (deviceId: string, service: string, operator: string,
  * before a tunnel takes it).
  */
 export function streamOpener(api: ServiceApi, localHost: () => string, caPem: Buffer): StreamOpener {
-  return async (deviceId, service, operator, signal) => {
-    const grant = await api.openStream(deviceId, service, {
-      operator,
-      connectTimeoutS: CONSOLE_STREAM_TIMEOUT_S,
-      responseTimeoutS: CONSOLE_STREAM_TIMEOUT_S,
-      ...(signal ? { signal } : {}),
-    });
+  return async (deviceId, service, who) => {
+    const grant = await api.openStream(deviceId, service, { ...who, connectTimeoutS: CONSOLE_STREAM_TIMEOUT_S, responseTimeoutS: CONSOLE_STREAM_TIMEOUT_S });
     if ('error' in grant) {
-      const code = grant.error === 'DeviceNotFound' ? 'NOT_FOUND' : grant.error === 'DeviceNotOnline' ? 'OFFLINE' : grant.error === 'GatewayTimeout' ? 'TIMEOUT' : 'FAILED';
+      const code = grant.error === 'IotHubUnauthorizedAccess' ? 'DENIED' : grant.error === 'DeviceNotFound' ? 'NOT_FOUND' : grant.error === 'DeviceNotOnline' ? 'OFFLINE' : grant.error === 'GatewayTimeout' ? 'TIMEOUT' : 'FAILED';
       throw new ConsoleStreamError(code, grant.message);
     }
     if (!grant.accepted) throw new ConsoleStreamError('REFUSED', `${deviceId} refused the stream to "${service}"${grant.reason ? `: ${grant.reason}` : ''}`);

@@ -1,20 +1,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { HubSecrets } from '../data-dir';
+import { operatorAllows, type OperatorStore } from '../operators';
 
 /**
- * Who may sign in to the console: an operator name and its key. Until the hub has operators of its
- * own (`hub add-operator`), the one there is is the service policy (`service` and its key), the same
- * credential `devstreams shell` uses.
+ * Who may sign in to the console: an operator (`hub add-operator`; before any was added, `service`
+ * with the service key) and its key, checked against the hub's operator store as it is now.
  */
 export interface OperatorCheck {
-  /** The operator and a fingerprint of the credential when the key is right; undefined otherwise. */
-  verify(name: string, key: string): { operator: string; fingerprint: string } | undefined;
-  /** False once the operator is gone or its key changed: the sessions it opened end. */
-  stillValid(operator: string, fingerprint: string): boolean;
-}
-
-export function keyFingerprint(key: string): string {
-  return createHash('sha256').update(key).digest('base64url').slice(0, 16);
+  /** The operator and the revision of its record when the key is right; undefined otherwise. */
+  verify(name: string, key: string): { operator: string; revision: string } | undefined;
+  /** False once the operator is removed or its key or limits changed: the sessions it opened end. */
+  stillValid(operator: string, revision: string): boolean;
+  /** Whether the operator may see and reach this device (its `--devices` limits). */
+  sees(operator: string, deviceId: string): boolean;
 }
 
 function sameText(a: string, b: string): boolean {
@@ -23,17 +20,19 @@ function sameText(a: string, b: string): boolean {
   return timingSafeEqual(x, y) && a === b;
 }
 
-/** The service policy as the console's only operator. */
-export function servicePolicyCheck(secrets: () => Pick<HubSecrets, 'service_policy_name' | 'service_policy_key'>): OperatorCheck {
+export function operatorStoreCheck(store: Pick<OperatorStore, 'get' | 'revision'>): OperatorCheck {
   return {
     verify(name, key) {
-      const s = secrets();
-      if (!sameText(name, s.service_policy_name) || !sameText(key, s.service_policy_key)) return undefined;
-      return { operator: name, fingerprint: keyFingerprint(key) };
+      const op = store.get(name);
+      if (!op || !sameText(key, op.key)) return undefined;
+      return { operator: op.name, revision: op.revision };
     },
-    stillValid(operator, fingerprint) {
-      const s = secrets();
-      return operator === s.service_policy_name && fingerprint === keyFingerprint(s.service_policy_key);
+    stillValid(operator, revision) {
+      return store.revision(operator) === revision;
+    },
+    sees(operator, deviceId) {
+      const op = store.get(operator);
+      return op !== undefined && operatorAllows(op, deviceId);
     },
   };
 }

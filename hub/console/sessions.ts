@@ -17,7 +17,8 @@ export const MAX_SESSIONS = 1000;
 export interface Session {
   id: string;
   operator: string;
-  fingerprint: string;
+  /** The operator's record revision at sign-in: a change (removal, new key, new limits) ends the session. */
+  revision: string;
   /** Sent back in the `x-devstreams-csrf` header with every state change. */
   csrf: string;
   createdAt: number;
@@ -52,9 +53,9 @@ export class SessionStore {
     private readonly now: () => number = Date.now,
   ) {}
 
-  create(operator: string, fingerprint: string): Session {
+  create(operator: string, revision: string): Session {
     const t = this.now();
-    const s: Session = { id: randomBytes(32).toString('base64url'), operator, fingerprint, csrf: randomBytes(24).toString('base64url'), createdAt: t, usedAt: t, onEnd: new Set() };
+    const s: Session = { id: randomBytes(32).toString('base64url'), operator, revision, csrf: randomBytes(24).toString('base64url'), createdAt: t, usedAt: t, onEnd: new Set() };
     if (this.sessions.size >= MAX_SESSIONS) {
       const oldest = [...this.sessions.values()].sort((a, b) => a.usedAt - b.usedAt)[0];
       if (oldest) this.end(oldest.id);
@@ -78,7 +79,7 @@ export class SessionStore {
 
   private alive(s: Session): boolean {
     const t = this.now();
-    return t - s.usedAt < SESSION_IDLE_MS && t - s.createdAt < SESSION_MAX_MS && this.operators.stillValid(s.operator, s.fingerprint);
+    return t - s.usedAt < SESSION_IDLE_MS && t - s.createdAt < SESSION_MAX_MS && this.operators.stillValid(s.operator, s.revision);
   }
 
   /** Keeps a long-lived connection's session fresh (a terminal in use is not idle). */

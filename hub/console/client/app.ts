@@ -71,7 +71,7 @@ function live(): void {
   source.addEventListener('state', (ev) => {
     const state = JSON.parse((ev as MessageEvent<string>).data) as LiveState;
     devices.update(state.devices);
-    streams.update(state.streams, state.recent);
+    streams.update(state.streams, state.audit);
     document.body.dataset.live = 'on';
   });
   source.onerror = () => {

@@ -1,6 +1,20 @@
-import type { ClosedStreamView as ClosedStream, OpenStreamView as OpenStream } from '../../stream-views';
+import type { OpenStreamView as OpenStream } from '../../stream-views';
 
-export type { ClosedStream, OpenStream };
+export type { OpenStream };
+
+/** One line of the hub's stream audit (hub/stream-audit.ts), the fields the console shows. */
+export interface AuditLine {
+  time: string;
+  operator?: string;
+  remote?: string;
+  device: string;
+  service: string;
+  outcome: string;
+  reason?: string;
+  bytes_service_to_device: number;
+  bytes_device_to_service: number;
+  duration_ms: number;
+}
 
 /** The live state the hub sends (hub/console/live.ts), as the browser reads it. */
 export interface Health {
@@ -22,7 +36,7 @@ export interface Device {
 export interface LiveState {
   devices: Device[];
   streams: OpenStream[];
-  recent: ClosedStream[];
+  audit: AuditLine[];
 }
 
 /** A number from telemetry, or undefined when the device sent something else. */

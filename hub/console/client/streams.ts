@@ -1,7 +1,7 @@
 import { ago, el, formatBytes } from './dom';
-import type { ClosedStream, OpenStream } from './state';
+import type { AuditLine, OpenStream } from './state';
 
-/** The streams page: what is open now (closable) and the last closed streams, as the hub's audit has them. */
+/** The streams page: what is open now (closable) and the hub's recent audit lines. */
 export class StreamsView {
   readonly root: HTMLElement;
   private readonly open = el('tbody');
@@ -14,12 +14,12 @@ export class StreamsView {
       { id: 'streams' },
       el('h2', {}, 'Open streams'),
       el('div', { class: 'scroll' }, el('table', { class: 'grid', id: 'open-streams' }, head('Device', 'Service', 'Operator', 'Since', 'Device → service', 'Service → device', ''), this.open)),
-      el('h2', {}, 'Recently closed'),
-      el('div', { class: 'scroll' }, el('table', { class: 'grid', id: 'recent-streams' }, head('Closed', 'Device', 'Service', 'Operator', 'Duration', 'Device → service', 'Service → device', 'Close codes'), this.recent)),
+      el('h2', {}, 'Recent audit'),
+      el('div', { class: 'scroll' }, el('table', { class: 'grid', id: 'recent-streams' }, head('When', 'Operator', 'From', 'Device', 'Service', 'Outcome', 'Duration', 'Device → service', 'Service → device', 'Why'), this.recent)),
     );
   }
 
-  update(open: OpenStream[], recent: ClosedStream[]): void {
+  update(open: OpenStream[], audit: AuditLine[]): void {
     this.open.replaceChildren(
       ...open.map((s) =>
         el(
@@ -36,18 +36,20 @@ export class StreamsView {
       ),
     );
     this.recent.replaceChildren(
-      ...recent.map((s) =>
+      ...audit.map((a) =>
         el(
           'tr',
-          {},
-          el('td', {}, ago(s.closedAt)),
-          el('td', {}, s.deviceId),
-          el('td', {}, s.service ?? ''),
-          el('td', {}, s.operator ?? ''),
-          el('td', {}, `${(s.durationMs / 1000).toFixed(1)} s`),
-          el('td', {}, formatBytes(s.deviceToService)),
-          el('td', {}, formatBytes(s.serviceToDevice)),
-          el('td', {}, `${s.deviceClose ?? ''} / ${s.serviceClose ?? ''}`),
+          { class: `audit-${a.outcome}` },
+          el('td', {}, ago(a.time)),
+          el('td', {}, a.operator ?? ''),
+          el('td', {}, a.remote ?? ''),
+          el('td', {}, a.device),
+          el('td', {}, a.service),
+          el('td', {}, a.outcome),
+          el('td', {}, `${(a.duration_ms / 1000).toFixed(1)} s`),
+          el('td', {}, formatBytes(a.bytes_device_to_service)),
+          el('td', {}, formatBytes(a.bytes_service_to_device)),
+          el('td', {}, a.reason ?? ''),
         ),
       ),
     );
