@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { existsSync, readFileSync, renameSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { constants, copyFileSync, existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { writeFileAtomicSync } from '../core/atomic-file';
 import { lineAndColumn, parseJsonLocated } from '../core/json-location';
@@ -54,14 +54,20 @@ type Read<T> = { value: T } | { problem: RegistryFileProblem };
 
 /** Identity of what is on disk now: a rename gives a new inode, an edit in place a new size or mtime. */
 function stampOf(path: string): string {
-  const st = statSync(path, { throwIfNoEntry: false });
-  return st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'absent';
+  try {
+    const st = statSync(path, { throwIfNoEntry: false });
+    return st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'absent';
+  } catch (err) {
+    // EACCES on the directory, say: read() reports it (once per kind), the last good registry stays.
+    return `error:${(err as NodeJS.ErrnoException).code ?? 'unknown'}`;
+  }
 }
 
 export class RegistryFile<T> {
   private value: T;
   private stamp = '';
   private problem?: RegistryFileProblem;
+  private seenOnDisk = false;
   private watcher?: FSWatcher;
   private pollTimer?: NodeJS.Timeout;
 
@@ -101,7 +107,9 @@ export class RegistryFile<T> {
     const stamp = stampOf(this.opts.path);
     if (stamp === this.stamp) return;
     this.stamp = stamp;
-    const read = this.read();
+    // A file that was there and vanished (deleted by mistake, a restore in progress) is a problem,
+    // not an empty registry: emptying it would drop every device at once.
+    const read: Read<T> = stamp === 'absent' && this.seenOnDisk ? { problem: { file: this.opts.path, line: 1, col: 1, message: 'the file is gone' } } : this.read();
     if ('problem' in read) {
       this.problem = read.problem;
       this.opts.log?.error(
@@ -117,8 +125,8 @@ export class RegistryFile<T> {
 
   /**
    * For the tools that change the file: the registry as on disk now. A broken file is refused
-   * (ECONFIG naming file:line:col) unless `force`, which sets it aside as `FILE.broken-TIME` (kept
-   * for the person who fixes it) and starts from an empty registry.
+   * (ECONFIG naming file:line:col) unless `force`, which copies it aside as `FILE.broken-TIME` (kept
+   * for the person who fixes it) and starts from an empty registry (the write then replaces it).
    */
   readForWrite(force = false): T {
     const read = this.read();
@@ -130,7 +138,9 @@ export class RegistryFile<T> {
       );
     }
     const aside = `${this.opts.path}.broken-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    renameSync(this.opts.path, aside);
+    // A copy, not a rename: the file stays in place until the new one replaces it, so a running hub
+    // never sees it missing.
+    copyFileSync(this.opts.path, aside, constants.COPYFILE_EXCL);
     process.stderr.write(`devstreams: ${formatRegistryProblem(read.problem)}; --force: set it aside as ${aside} and started a new ${basename(this.opts.path)}\n`);
     return this.opts.empty();
   }
@@ -182,10 +192,11 @@ export class RegistryFile<T> {
 
   private read(): Read<T> {
     const file = this.opts.path;
-    if (!existsSync(file)) return { value: this.opts.empty() };
     let text: string;
     try {
+      if (!existsSync(file) && statSync(file, { throwIfNoEntry: false }) === undefined) return { value: this.opts.empty() };
       text = readFileSync(file, 'utf8');
+      this.seenOnDisk = true;
     } catch (err) {
       return { problem: { file, line: 1, col: 1, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` } };
     }

@@ -107,6 +107,21 @@ describe('device registry file', () => {
     expect(hub.list()).toEqual(['pi-2']);
   });
 
+  it('a devices.json that disappears under a running hub is a problem, not an empty registry', () => {
+    const { dir, file } = fresh();
+    new DeviceRegistry(dir).add('pi-1');
+    const logs = capturingLogger();
+    const hub = new DeviceRegistry(dir, logs.log);
+    registries.push(hub);
+    hub.load();
+    const removed: string[] = [];
+    hub.on('change', (c) => removed.push(c.deviceId));
+    rmSync(file);
+    expect(hub.get('pi-1')).toBeDefined();
+    expect(removed).toEqual([]);
+    expect(logs.lines.filter((l) => l.level === 50).map((l) => l.msg)).toEqual([`${file}:1:1: the file is gone; keeping the last good devices.json and serving with it until the file is fixed`]);
+  });
+
   it('a starting hub refuses a broken registry with file:line:col (no last good to keep)', () => {
     const { dir, file } = fresh();
     writeFileSync(file, '{\n  "devices": {\n    "pi-1": {"primary_key": 1}\n');
