@@ -19,6 +19,10 @@ export const EXIT = {
   /** EX_NOPERM: refused: credentials, this machine's clock, the hub's certificate, the device's allowlist. */
   REFUSED: 77,
   CONFIG: 78,
+  /** EX_CANTCREAT: a file or directory cannot be created or written (read-only, permissions). */
+  CANT_CREATE: 73,
+  /** EX_IOERR: reading or writing a file failed (disk full, I/O error). */
+  IO_ERROR: 74,
   /** `shell --timeout` ran out (timeout(1)'s code). */
   TIMEOUT: 124,
 } as const;
@@ -41,6 +45,8 @@ const BY_ERROR_CODE: Partial<Record<ErrorCode, number>> = {
   ECLOCK_SKEW: EXIT.REFUSED,
   ECERT_UNTRUSTED: EXIT.REFUSED,
   EDEVICE_REFUSED: EXIT.REFUSED,
+  ECANTCREATE: EXIT.CANT_CREATE,
+  EFILE_IO: EXIT.IO_ERROR,
 };
 
 /** The exit code for a DevstreamsError's code: the same cause exits the same way from every subcommand. */
@@ -54,7 +60,9 @@ export const EXIT_TABLE = `Exit status (every subcommand):
    1  any other failure
   64  usage: unknown command or option, missing argument or required option
   68  the hub does not know the device
-  69  the hub (or, for status, the local agent) cannot be reached
+  69  the hub (or, for status, the local agent) cannot be reached; a hub or agent cannot listen
+  73  a file or directory cannot be created or written (read-only, permissions)
+  74  reading or writing a file failed (disk full, I/O error)
   75  the device is offline or did not answer in time, or the hub is rate-limiting: retry later
   76  the hub answered something unexpected, or a stream was lost midway
   77  refused: service credentials, this machine's clock, the hub's certificate, or the device's allowlist

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { writeFileAtomicSync } from '../core/atomic-file';
+import { fileError } from '../core/file-error';
 import { join } from 'node:path';
 import { DevstreamsError } from '../wire';
 import { newKey } from './device-registry';
@@ -15,7 +16,10 @@ import { certificateAltNames, createCa, issueCertificate, type KeyAndCert } from
  *   devices.json  the device registry (0600, device-registry.ts)
  *   operators.json  the operators and their keys (0600, operators.ts; absent: one operator, `service`,
  *                 with the key in secrets.json)
- * Files are written atomically (temp file, fsync, rename), secrets with mode 0600.
+ * Files are written atomically (temp file, fsync, rename), secrets with mode 0600, and only when
+ * their content changes: a hub that needs no change runs from a read-only directory. A first start
+ * that fails removes what it made. Every file error is one line naming the file and the cause
+ * (ECANTCREATE: exit 73, EFILE_IO: exit 74).
  */
 export const SERVICE_POLICY_NAME = 'service';
 
@@ -31,15 +35,44 @@ export interface HubSecrets {
 }
 
 function writeAtomic(path: string, data: string, mode: number): void {
-  writeFileAtomicSync(path, data, mode);
+  try {
+    writeFileAtomicSync(path, data, mode);
+  } catch (err) {
+    throw fileError('write', path, err);
+  }
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw fileError('read', path, err);
+  }
 }
 
 function readJson<T>(path: string): T {
+  const text = readText(path);
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as T;
+    return JSON.parse(text) as T;
   } catch (err) {
     throw new DevstreamsError('ECONFIG', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** A recursive mkdir says ENOENT where the parent is read-only: ask once more without recursion for the real cause. */
+function mkdirCause(dir: string, err: unknown): unknown {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return err;
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+    rmdirSync(dir);
+    return err;
+  } catch (again) {
+    return again;
+  }
+}
+
+function settingsText(settings: HubSettings): string {
+  return JSON.stringify(settings, null, 2) + '\n';
 }
 
 export class HubDataDir {
@@ -61,43 +94,76 @@ export class HubDataDir {
    * Returns the TLS material for the listener.
    */
   prepare(settings: HubSettings, certHosts: string[]): { ca: KeyAndCert; server: KeyAndCert } {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const madeDir = !existsSync(this.dir);
+    const made: string[] = [];
+    // Files this start creates; a later failure removes them, so a retry starts from what was there.
+    const create = (name: string, data: string, mode: number): void => {
+      const path = this.path(name);
+      writeAtomic(path, data, mode);
+      made.push(path);
+    };
+    try {
+      try {
+        mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      } catch (err) {
+        throw fileError('create', this.dir, mkdirCause(this.dir, err));
+      }
+      return this.prepareFiles(settings, certHosts, create);
+    } catch (err) {
+      for (const path of made.reverse()) rmSync(path, { force: true });
+      if (madeDir) {
+        try {
+          rmdirSync(this.dir); // only if empty: never anything we did not make
+        } catch {
+          // not empty or already gone
+        }
+      }
+      throw err;
+    }
+  }
+
+  private prepareFiles(settings: HubSettings, certHosts: string[], create: (name: string, data: string, mode: number) => void): { ca: KeyAndCert; server: KeyAndCert } {
     if (!existsSync(this.path('secrets.json'))) {
       const secrets: HubSecrets = {
         service_policy_name: SERVICE_POLICY_NAME,
         service_policy_key: newKey(),
         stream_signing_key: newKey(),
       };
-      writeAtomic(this.path('secrets.json'), JSON.stringify(secrets, null, 2) + '\n', 0o600);
+      create('secrets.json', JSON.stringify(secrets, null, 2) + '\n', 0o600);
     }
     if (!existsSync(this.path('devices.json'))) {
-      writeAtomic(this.path('devices.json'), JSON.stringify({ devices: {} }, null, 2) + '\n', 0o600);
+      create('devices.json', JSON.stringify({ devices: {} }, null, 2) + '\n', 0o600);
     }
     let ca: KeyAndCert;
     if (existsSync(this.path('ca.pem')) && existsSync(this.path('ca-key.pem'))) {
-      ca = { certPem: readFileSync(this.path('ca.pem'), 'utf8'), keyPem: readFileSync(this.path('ca-key.pem'), 'utf8') };
+      ca = { certPem: readText(this.path('ca.pem')), keyPem: readText(this.path('ca-key.pem')) };
     } else {
       ca = createCa(`devstreams hub CA ${randomBytes(4).toString('hex')}`);
-      writeAtomic(this.path('ca-key.pem'), ca.keyPem, 0o600);
-      writeAtomic(this.path('ca.pem'), ca.certPem, 0o644);
+      create('ca-key.pem', ca.keyPem, 0o600);
+      create('ca.pem', ca.certPem, 0o644);
     }
     let server: KeyAndCert | undefined;
     if (existsSync(this.path('server.pem')) && existsSync(this.path('server-key.pem'))) {
-      const certPem = readFileSync(this.path('server.pem'), 'utf8');
+      const certPem = readText(this.path('server.pem'));
       const names = new Set(certificateAltNames(certPem));
-      if (certHosts.every((h) => names.has(h))) server = { certPem, keyPem: readFileSync(this.path('server-key.pem'), 'utf8') };
+      if (certHosts.every((h) => names.has(h))) server = { certPem, keyPem: readText(this.path('server-key.pem')) };
     }
     if (!server) {
       server = issueCertificate(ca, { commonName: certHosts[0]!, altNames: certHosts, usage: 'server' });
       writeAtomic(this.path('server-key.pem'), server.keyPem, 0o600);
       writeAtomic(this.path('server.pem'), server.certPem, 0o644);
     }
-    this.writeSettings(settings);
+    // The real address is known once listening (writeSettings); a first start needs the file now.
+    if (!existsSync(this.path('hub.json'))) create('hub.json', settingsText(settings), 0o644);
     return { ca, server };
   }
 
+  /** Writes hub.json when its content changes, never otherwise (a read-only directory stays usable). */
   writeSettings(settings: HubSettings): void {
-    writeAtomic(this.path('hub.json'), JSON.stringify(settings, null, 2) + '\n', 0o644);
+    const path = this.path('hub.json');
+    const text = settingsText(settings);
+    if (existsSync(path) && readText(path) === text) return;
+    writeAtomic(path, text, 0o644);
   }
 
   requireInitialized(): void {

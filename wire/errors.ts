@@ -30,6 +30,10 @@ export type ErrorCode =
   /** A peer broke the protocol or went over a limit (an oversized or retained MQTT packet). */
   | 'EPROTOCOL'
   | 'ECONFIG'
+  /** A file or directory could not be created or written (read-only, permissions): sysexits 73. */
+  | 'ECANTCREATE'
+  /** Reading or writing a file failed midway (disk full, I/O error): sysexits 74. */
+  | 'EFILE_IO'
   | 'EUSAGE';
 
 export class DevstreamsError extends Error {
