@@ -1,7 +1,8 @@
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { BrokerEndpoint } from '../core/broker-endpoint';
 import { DEFAULT_DEVICE_TOPIC_ROOT, deviceTopicRoot, topicRootTemplateProblem } from '../wire';
+import { readSecretFile } from './secret-file';
 
 /**
  * `broker:` in the agent config (fleet mode, docs/scaling.md): the device connects to an external
@@ -40,11 +41,12 @@ export function loadBrokerSettings(section: BrokerSection, deviceId: string | un
     problem(key, message);
   };
   const read = (key: Key, file: string, secret: boolean): Buffer | undefined => {
+    if (secret) {
+      const r = readSecretFile(file, `broker.${key}`);
+      if ('problem' in r) return void report(key, r.problem);
+      return r.data;
+    }
     try {
-      if (secret && (statSync(file).mode & 0o077) !== 0) {
-        report(key, `broker.${key}: ${file} is readable by group or others: chmod 600 it`);
-        return undefined;
-      }
       return readFileSync(file);
     } catch (err) {
       report(key, `broker.${key}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);

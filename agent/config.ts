@@ -3,6 +3,7 @@ import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, typ
 import { z } from 'zod';
 import { proxyUrlProblem } from '../core/proxy';
 import { loadDeviceIdentity, type DeviceIdentity } from './identity';
+import { readSecretFile } from './secret-file';
 import { parseDurationMs } from '../core/duration';
 import { DevstreamsError, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, parseDeviceConnectionString, type DeviceConnectionString } from '../wire';
 import { ptyServiceProblems } from './pty/config-check';
@@ -273,12 +274,10 @@ function connectionStringSource(
   }
   if (hub.connection_string !== undefined) return { text: hub.connection_string, from: 'hub.connection_string', key: 'connection_string' };
   if (hub.connection_string_file !== undefined) {
-    try {
-      return { text: readFileSync(hub.connection_string_file, 'utf8').trim(), from: 'hub.connection_string_file', key: 'connection_string_file' };
-    } catch (err) {
-      problem('connection_string_file', `hub.connection_string_file: cannot read ${hub.connection_string_file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      return undefined;
-    }
+    // The device's key: refused when group or others may read it, like hub.key.
+    const read = readSecretFile(hub.connection_string_file, 'hub.connection_string_file');
+    if ('problem' in read) return void problem('connection_string_file', read.problem);
+    return { text: read.data.toString('utf8').trim(), from: 'hub.connection_string_file', key: 'connection_string_file' };
   }
   problem(undefined, `hub needs connection_string or connection_string_file (or ${CONNECTION_STRING_ENV} in the environment)`);
   return undefined;

@@ -1,6 +1,6 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import type { DeviceConnectionString } from '../wire';
+import { readSecretFile } from './secret-file';
 
 /**
  * The device's X.509 identity (connection string `x509=true`, `hub.cert` and `hub.key` in config).
@@ -17,23 +17,9 @@ export interface DeviceIdentity {
 type Report = (key: 'cert' | 'key', message: string) => void;
 
 function readPrivate(file: string, key: 'cert' | 'key', report: Report): Buffer | undefined {
-  let mode: number;
-  try {
-    mode = statSync(file).mode;
-  } catch (err) {
-    report(key, `hub.${key}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    return undefined;
-  }
-  if ((mode & 0o077) !== 0) {
-    report(key, `hub.${key}: ${file} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); the agent refuses to start: run chmod 600 ${file}`);
-    return undefined;
-  }
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    report(key, `hub.${key}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    return undefined;
-  }
+  const read = readSecretFile(file, `hub.${key}`);
+  if ('problem' in read) return void report(key, read.problem);
+  return read.data;
 }
 
 export function loadDeviceIdentity(hub: { cert?: string | undefined; key?: string | undefined }, device: DeviceConnectionString | undefined, report: Report): DeviceIdentity | undefined {
