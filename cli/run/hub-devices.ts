@@ -56,7 +56,9 @@ export function printServiceString(opts: { dataDir: string }): void {
   const dir = new HubDataDir(opts.dataDir);
   const settings = dir.settings();
   const name = dir.secrets().service_policy_name;
-  const op = operatorStore(opts.dataDir).store.get(name);
+  const { store } = operatorStore(opts.dataDir);
+  store.load(); // a broken operators.json: ECONFIG with file:line:col, never secrets.json's key instead
+  const op = store.get(name);
   if (!op) throw new DevstreamsError('EUSAGE', `operator "${name}" was removed: add-operator NAME gives a person or script its own connection string`);
   process.stdout.write(`${formatServiceConnectionString({ hostName: settings.host_name, sharedAccessKeyName: op.name, sharedAccessKey: op.key })}\n`);
 }

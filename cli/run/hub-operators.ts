@@ -44,5 +44,6 @@ export function rotateOperator(name: string, opts: { dataDir: string; force?: bo
 
 export function listOperators(opts: { dataDir: string }): void {
   const { store } = operatorStore(opts.dataDir);
+  store.load(); // a broken operators.json: ECONFIG with file:line:col, not the fallback
   for (const op of store.list()) process.stdout.write(`${op.name}\t${describeLimits(op)}\t${op.created || '-'}\n`);
 }
