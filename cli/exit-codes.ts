@@ -60,7 +60,7 @@ export const EXIT_TABLE = `Exit status (every subcommand):
    1  any other failure
   64  usage: unknown command or option, missing argument or required option
   68  the hub does not know the device
-  69  the hub (or, for status, the local agent) cannot be reached; a hub or agent cannot listen
+  69  the hub cannot be reached; a hub or agent cannot listen; for status: the local agent is not running or not connected
   73  a file or directory cannot be created or written (read-only, permissions)
   74  reading or writing a file failed (disk full, I/O error)
   75  the device is offline or did not answer in time, or the hub is rate-limiting: retry later

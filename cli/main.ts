@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isDevstreamsError } from '../wire';
 import { EXIT, exitCodeFor } from './exit-codes';
+import { finishProgram } from './help';
 import { addServiceOptions } from './service-options';
 import { registerSshCommands } from './ssh-commands';
 import { registerSecurityCommands } from './security-commands';
@@ -96,8 +97,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
-  program.exitOverride();
+  const program = finishProgram(buildProgram());
   try {
     await program.parseAsync(argv);
   } catch (err) {

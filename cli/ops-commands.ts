@@ -6,7 +6,7 @@ import type { ServiceCliOptions } from './run/service-client';
 export function registerOpsCommands(program: Command): void {
   program
     .command('status')
-    .description("show the local agent's connection state, open streams and recent refusals (exit 69 when it is not running)")
+    .description("show the local agent's connection state, open streams and recent refusals (exit 69 when it is not running or not connected)")
     .option('-c, --config <file>', 'agent config, to find its status_file')
     .option('--file <file>', 'status file to read (default: status_file, else $RUNTIME_DIRECTORY/status.json, else /run/devstreams/status.json)')
     .option('--json', 'print the raw status JSON')

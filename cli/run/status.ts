@@ -34,5 +34,6 @@ export function showStatus(opts: { config?: string; file?: string; json?: boolea
   }
   const stale = statusIsStale(status);
   process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status, Date.now(), stale ? runningAgentPids(file) : []));
-  if (stale) process.exitCode = EXIT.UNAVAILABLE;
+  // Not connected (or not running) is not "fine" for a script or a health check.
+  if (stale || status.connection.state !== 'connected') process.exitCode = EXIT.UNAVAILABLE;
 }
