@@ -29,10 +29,6 @@ async function openEcho(port: number): Promise<{ socket: Socket; echo: (text: st
   return { socket, echo };
 }
 
-function auditLines(p: CliProcess): Array<Record<string, unknown>> {
-  return p.stderr.filter((l) => l.includes('"audit":"stream"')).map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
 /**
  * Operators as people run them, as processes: a hub, two operators with their own keys (one limited
  * to some devices and services), one removed while its stream is open, and the audit lines on the hub
@@ -115,7 +111,7 @@ describe('operators, as processes', () => {
     const wrongService = await startConnect(strings.bob!, 'pi-1', 'other');
     await sendAndHalfClose(wrongService.port, Buffer.from('x'));
     await wrongService.proc.waitForLine(/operator .*bob.* may not use service .*other/, 30_000);
-    const denied = auditLines(hub).find((r) => r.operator === 'bob' && r.service === 'other');
+    const denied = JSON.parse(await hub.waitForLine(/"audit":"stream".*"operator":"bob".*"service":"other"/, 30_000));
     expect(denied).toMatchObject({ outcome: 'denied', device: 'pi-1', reason: 'operator "bob" may not use service "other"' });
   });
 
