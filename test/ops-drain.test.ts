@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, startHubProcess } from './helpers/cli';
@@ -106,5 +106,33 @@ describe('a process that cannot do its job exits', () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
     const plain = hub.stderr.filter((l) => !l.startsWith('{'));
     expect(plain).toEqual([expect.stringMatching(/^devstreams: cannot listen: .*EADDRINUSE.*127\.0\.0\.1:\d+$/)]);
+  }, 60_000);
+
+  it('connect on a taken port exits 69 at once; an agent whose metrics port is taken keeps serving streams and says why', async () => {
+    taken = createServer();
+    await new Promise<void>((r) => taken!.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    const world = await startProcessWorld();
+    try {
+      const connect = runCli(['connect', 'pi-world', 'echo', '--listen', `127.0.0.1:${port}`, '--ca', join(world.dataDir, 'ca.pem')], { DEVSTREAMS_CONNECTION_STRING: world.serviceString });
+      expect((await connect.exited).code).toBe(69);
+      expect(connect.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^devstreams: cannot listen: .*EADDRINUSE/)]);
+      // Decision: metrics are not the agent's job; remote access to the device is. It stays up.
+      await world.agent.stop();
+      const config = join(world.dir, 'agent.yaml');
+      writeFileSync(config, readFileSync(config, 'utf8') + `metrics_listen: 127.0.0.1:${port}\n`);
+      const agent = runCli(['agent', '--config', config]);
+      try {
+        await agent.waitForLine(/"level":50.*"err":"EADDRINUSE".*metrics endpoint could not listen/);
+        await agent.waitForLine(/listening for stream requests/);
+        const c = await openEchoConnection(world.connectPort, Buffer.from('still serving'));
+        expect(c.data().toString()).toBe('still serving');
+        c.socket.destroy();
+      } finally {
+        await agent.stop();
+      }
+    } finally {
+      await world.stop();
+    }
   }, 60_000);
 });
