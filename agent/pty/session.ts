@@ -18,6 +18,7 @@ import { PtyStream, type PtyExit } from './pty-stream';
 import { ExecStream } from './exec-stream';
 import { readStartMessage, type StartRequest } from './start-message';
 import { currentUser, findSetpriv, isDirectory, lookupUser, type UserEntry } from './user';
+import { inOwnScope, systemdRunForScopes } from './own-scope';
 
 export const DEFAULT_TERM = 'xterm-256color';
 export const DEFAULT_COLS = 80;
@@ -104,6 +105,8 @@ export class PtyStreamSession {
       args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', file, ...args];
       file = setpriv;
     }
+    // Out of the agent's cgroup: a shell user cannot notify systemd for the agent or spend its limits.
+    ({ file, args } = inOwnScope(file, args, systemdRunForScopes(), `${user.name} via stream ${this.req.streamName}`));
     const env: Record<string, string> = {
       HOME: user.home,
       USER: user.name,
