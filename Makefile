@@ -47,9 +47,13 @@ BINARIES := dist/devstreams-linux-arm64 dist/devstreams-linux-armv7 dist/devstre
 dist/devstreams-linux-%: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs
 	node scripts/binary/build.mjs $*
 
-binary: $(BINARIES)
+# The armhf .deb's program: the armv7 bundle (node-pty's addon inside) for the system's nodejs.
+dist/devstreams-linux-armv7.cjs: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs
+	node scripts/binary/build.mjs armv7
 
-deb: $(BINARIES)
+binary: $(BINARIES) dist/devstreams-linux-armv7.cjs
+
+deb: $(BINARIES) dist/devstreams-linux-armv7.cjs
 	bash packaging/build-deb.sh
 
 clean:

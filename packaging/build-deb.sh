@@ -27,16 +27,30 @@ binary_arch() {
 	esac
 }
 
+# armhf runs the CLI bundle on the system's nodejs (Debian bookworm: 18.20.4, patched by Debian
+# security), because the newest armv7 Node we can embed (20.11.0) is end of life. The other
+# architectures carry their single executable (Node 24).
+SYSTEM_NODE_ARCHES=" armhf "
+SYSTEM_NODE_DEPENDS="nodejs (>= 18.20)"
+
 build_one() {
 	local arch="$1" bin root deb depends started=$SECONDS
-	bin="dist/devstreams-linux-$(binary_arch "$arch")"
-	[ -x "$bin" ] || { echo "build-deb: $bin is missing: run make binary" >&2; exit 1; }
 	root="$OUT/.deb-work/$arch"
 	deb="$OUT/devstreams_${VERSION}_${arch}.deb"
 	rm -rf "$root"
 	install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/devstreams" \
 		"$root/usr/share/doc/devstreams" "$root/usr/share/man/man1"
-	install -m 0755 "$bin" "$root/usr/bin/devstreams"
+	if [[ "$SYSTEM_NODE_ARCHES" == *" $arch "* ]]; then
+		bin="dist/devstreams-linux-$(binary_arch "$arch").cjs"
+		[ -f "$bin" ] || { echo "build-deb: $bin is missing: run make binary" >&2; exit 1; }
+		install -d -m 0755 "$root/usr/lib/devstreams"
+		install -m 0644 "$bin" "$root/usr/lib/devstreams/devstreams.cjs"
+		install -m 0755 packaging/devstreams-system-node "$root/usr/bin/devstreams"
+	else
+		bin="dist/devstreams-linux-$(binary_arch "$arch")"
+		[ -x "$bin" ] || { echo "build-deb: $bin is missing: run make binary" >&2; exit 1; }
+		install -m 0755 "$bin" "$root/usr/bin/devstreams"
+	fi
 	# The unit names the binary where a hand install puts it; the package puts it in /usr/bin.
 	sed 's|/usr/local/bin/devstreams|/usr/bin/devstreams|g' "$UNIT" > "$root/lib/systemd/system/devstreams-agent.service"
 	install -m 0644 packaging/devstreams-firstboot.service "$root/lib/systemd/system/"
@@ -61,9 +75,10 @@ build_one() {
 	echo /etc/devstreams/agent.yaml > "$root/DEBIAN/conffiles"
 	chmod 0644 "$root/DEBIAN/conffiles"
 
-	# Node's official builds need glibc 2.28 and libstdc++; its 32-bit ARM build also libatomic.
+	# Node's official builds (and node-pty's addon) need glibc 2.28 and libstdc++; the system nodejs
+	# brings its own dependencies.
 	depends="libc6 (>= 2.28), libstdc++6, adduser, passwd"
-	[ "$arch" = armhf ] && depends="$depends, libatomic1"
+	[[ "$SYSTEM_NODE_ARCHES" == *" $arch "* ]] && depends="$depends, $SYSTEM_NODE_DEPENDS"
 	cat > "$root/DEBIAN/control" <<CONTROL
 Package: devstreams
 Version: $VERSION
@@ -78,8 +93,8 @@ Homepage: https://github.com/devstreams/devstreams
 Description: reach a device behind NAT through IoT Hub device streams
  The devstreams agent keeps an outbound connection to an IoT Hub compatible hub
  and, when a service asks for a stream to one of the device's allowed services,
- joins a WebSocket to a local TCP port or a terminal. One self-contained
- executable: nothing is compiled or downloaded on the device.
+ joins a WebSocket to a local TCP port or a terminal. Nothing is compiled or
+ downloaded on the device.
 CONTROL
 	chmod 0644 "$root/DEBIAN/control"
 	(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) > "$root/DEBIAN/md5sums"

@@ -1,13 +1,12 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeControl, isDevstreamsError } from '../wire';
-import { startStack, until, type Stack } from './helpers/stack';
-import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
+import { sha256 } from './helpers/targets';
 import { addonPath, binaryPath, ensureBinaries, REPO, neededVersions, runBinary, spawnBinary, versionAtMost, type BinaryArch } from './helpers/packaging';
+import { describeAgentUnderQemu } from './helpers/qemu-agent';
 
 /**
  * The single executables for the Pi, run here under qemu-user: what a Pi would run, byte for byte.
@@ -15,9 +14,9 @@ import { addonPath, binaryPath, ensureBinaries, REPO, neededVersions, runBinary,
  */
 const ARCHES: BinaryArch[] = ['arm64', 'armv7', 'x64'];
 const EXPECT = {
-  arm64: { machine: 'AArch64', klass: 'ELF64', interpreter: '/lib/ld-linux-aarch64.so.1', node: /^v24\./, arch: 'arm64', glibcBase: 'GLIBC_2.17' },
-  armv7: { machine: 'ARM', klass: 'ELF32', interpreter: '/lib/ld-linux-armhf.so.3', node: /^v20\./, arch: 'arm', glibcBase: 'GLIBC_2.4' },
-  x64: { machine: 'Advanced Micro Devices X86-64', klass: 'ELF64', interpreter: '/lib64/ld-linux-x86-64.so.2', node: /^v24\./, arch: 'x64', glibcBase: 'GLIBC_2.2.5' },
+  arm64: { machine: 'AArch64', klass: 'ELF64', interpreter: '/lib/ld-linux-aarch64.so.1', node: /^v24\./, arch: 'arm64', glibcBase: 'GLIBC_2.17', endOfLife: 'end of life 2028-04-30' },
+  armv7: { machine: 'ARM', klass: 'ELF32', interpreter: '/lib/ld-linux-armhf.so.3', node: /^v20\./, arch: 'arm', glibcBase: 'GLIBC_2.4', endOfLife: 'end of life since 2026-04-30' },
+  x64: { machine: 'Advanced Micro Devices X86-64', klass: 'ELF64', interpreter: '/lib64/ld-linux-x86-64.so.2', node: /^v24\./, arch: 'x64', glibcBase: 'GLIBC_2.2.5', endOfLife: 'end of life 2028-04-30' },
 } as const;
 /** Pi OS bullseye: glibc 2.31 and GCC 10's libstdc++; the addon must ask for no more than Node itself (glibc 2.28). */
 const MAX_GLIBC = '2.28';
@@ -64,12 +63,14 @@ describe.each(ARCHES)('the %s executable', (arch) => {
   it('prints version, commit, Node version and architecture', () => {
     const r = runBinary(arch, ['--version']);
     expect(r.status).toBe(0);
-    const m = r.stdout.match(/^devstreams (\S+) \(commit (\S+)\) node (v[\d.]+) linux-(\w+)\n$/);
+    const m = r.stdout.match(/^devstreams (\S+) \(commit (\S+)\) node (v[\d.]+) linux-(\w+) \(embedded(?:, released [\d-]+)?; (end of life(?: since)? [\d-]+)\)\n$/);
     expect(m, r.stdout + r.stderr).not.toBeNull();
     expect(m![1]).toBe(JSON.parse(readFileSync(join(__dirname, '../package.json'), 'utf8')).version);
     expect(m![2]).not.toBe('dev');
     expect(m![3]).toMatch(want.node);
     expect(m![4]).toBe(want.arch);
+    // The runtime's age, stated: armv7's Node 20 is past its end of life.
+    expect(m![5]).toBe(want.endOfLife);
   });
 
   it('checks a config: ok, or exit 78 with every problem at file:line:col', () => {
@@ -90,74 +91,7 @@ describe.each(ARCHES)('the %s executable', (arch) => {
 });
 
 describe.each(['arm64', 'armv7'] as const)('the %s executable as the agent, against the x64 hub', (arch) => {
-  let stack: Stack;
-  let echo: Awaited<ReturnType<typeof startEchoServer>>;
-  let agent: ReturnType<typeof spawnBinary>;
-  const nativeDir = join(tmp, `native-${arch}`);
-  const device = `pi-${arch}`;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    echo = await startEchoServer();
-    const config = join(tmp, `agent-${arch}.yaml`);
-    writeFileSync(
-      config,
-      [
-        'hub:',
-        `  connection_string: "${stack.deviceConnectionString(device)}"`,
-        `  ca: ${stack.caFile}`,
-        'services:',
-        '  echo:',
-        `    port: ${echo.port}`,
-        '  shell:',
-        '    pty:',
-        '      command: /bin/sh',
-        '',
-      ].join('\n'),
-    );
-    agent = spawnBinary(arch, ['agent', '--config', config], { DEVSTREAMS_NATIVE_DIR: nativeDir });
-    // Listening once it refuses a service it does not offer (the hub says "offline" until it subscribed).
-    await until(
-      async () => isDevstreamsError(await stack.client.requestStream(device, 'probe-not-offered').catch((e: unknown) => e), 'EDEVICE_REFUSED'),
-      `the ${arch} agent to listen (output: ${agent.lines.slice(-5).join(' | ')})`,
-      90_000,
-    );
-  }, 120_000);
-  afterAll(async () => {
-    await agent?.stop();
-    await stack?.stop();
-    await echo?.close();
-  });
-
-  it('carries a TCP stream byte for byte', async () => {
-    const port = (await stack.connect(device, 'echo')).address.port;
-    const payload = random(1_000_000);
-    const back = await roundTrip(port, payload);
-    expect(back.length).toBe(payload.length);
-    expect(sha256(back)).toBe(sha256(payload));
-  });
-
-  it('runs a shell in a PTY, loading the addon it carries from DEVSTREAMS_NATIVE_DIR', async () => {
-    const ws = await stack.client.openStream(await stack.client.requestStream(device, 'shell'));
-    let out = '';
-    let exit: Record<string, unknown> | undefined;
-    ws.on('message', (data, isBinary) => {
-      if (isBinary) out += (data as Buffer).toString('utf8');
-      else exit = decodeControl(data.toString()) as Record<string, unknown> | undefined;
-    });
-    const closed = new Promise<void>((r) => ws.on('close', () => r()));
-    ws.resume();
-    // Arithmetic the shell does, so the echo of what we typed cannot pass for the answer.
-    ws.send(Buffer.from('echo "tty=$(tty) sum=$((6*7))"\n'), { binary: true });
-    await until(() => /sum=42/.test(out), `the shell's answer (got ${JSON.stringify(out.slice(-200))})`, 30_000);
-    expect(out).toMatch(/tty=\/dev\/pts\/\d+/);
-    ws.send(Buffer.from('exit 3\n'), { binary: true });
-    await closed;
-    expect(exit).toMatchObject({ type: 'exit', code: 3 });
-    // Content-addressed, written once, not readable-writable by others.
-    const files = readdirSync(nativeDir);
-    expect(files).toEqual([expect.stringMatching(/^pty-[0-9a-f]{32}\.node$/)]);
-  });
+  describeAgentUnderQemu(arch, join(tmp, `native-${arch}`), (args, env) => spawnBinary(arch, args, env));
 });
 
 describe('reproducibility', () => {

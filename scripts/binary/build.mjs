@@ -11,43 +11,22 @@
 // from the same Node version and pointer width), strip a copy of node and inject the blob (postject).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { inject } from 'postject';
 import { bundleOptions } from '../build.mjs';
+import { fetchTarball } from './npm-tarball.mjs';
 import { NODE_PACKAGES, PINNED_SYMBOLS, SEA_FUSE, SOURCE_PACKAGES, TARGETS } from './targets.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 process.chdir(ROOT);
-const CACHE = 'node_modules/.cache/devstreams-binary';
 const WORK = 'dist/.binary-work';
 const FOOTPRINT = 'bench/results/footprint.json';
 
 const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
 const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
-
-/** An npm tarball from the cache (npm's own cache first, so a second run needs no network), integrity-checked. */
-function fetchTarball({ spec, integrity }) {
-  const [name, version] = spec.split(/@(?=[^@]+$)/);
-  const file = join(CACHE, `${name.replace(/^@/, '').replace('/', '-')}-${version}.tgz`);
-  if (!existsSync(file)) {
-    // Into a private directory, then renamed: `make -j binary` runs one of us per target.
-    mkdirSync(CACHE, { recursive: true });
-    const tmp = mkdtempSync(join(CACHE, '.pack-'));
-    try {
-      run('npm', ['pack', spec, '--pack-destination', tmp, '--prefer-offline', '--silent', '--ignore-scripts']);
-      renameSync(join(tmp, basename(file)), file);
-    } finally {
-      rmSync(tmp, { recursive: true, force: true });
-    }
-  }
-  const [algo, want] = integrity.split('-');
-  const got = createHash(algo).update(readFileSync(file)).digest('base64');
-  if (got !== want) throw new Error(`${file}: integrity mismatch (want ${integrity}, got ${algo}-${got}); delete it and retry`);
-  return file;
-}
 
 function extract(tarball, into, members) {
   rmSync(into, { recursive: true, force: true });
@@ -103,18 +82,31 @@ function embeddedAddonPlugin() {
   };
 }
 
-async function bundle(arch, addon) {
-  const outfile = join(WORK, arch, 'bundle.cjs');
+/**
+ * The CLI with node-pty's addon inside. `embedded`: the Node the executable carries (its version and
+ * end of life, which `--version` states); without it the bundle is for a system node (armhf .deb).
+ */
+async function bundle(arch, addon, outfile, embedded) {
   await build({
     ...bundleOptions,
     outfile,
     // Inside a SEA `require` loads built-in modules only: everything else must be in the bundle.
     external: bundleOptions.external.filter((e) => !e.includes('node-pty')),
     banner: {},
-    define: { ...bundleOptions.define, __DEVSTREAMS_PTY_ADDON__: JSON.stringify(readFileSync(addon).toString('base64')) },
+    define: {
+      ...bundleOptions.define,
+      __DEVSTREAMS_PTY_ADDON__: JSON.stringify(readFileSync(addon).toString('base64')),
+      ...(embedded ? { __DEVSTREAMS_EMBEDDED_NODE__: JSON.stringify(embedded) } : {}),
+    },
     plugins: [...bundleOptions.plugins, embeddedAddonPlugin()],
   });
   return outfile;
+}
+
+/** What `--version` says of the Node inside: version (the package's), release date where known, end of life. */
+function embeddedNode(arch) {
+  const { spec, released, endOfLife } = NODE_PACKAGES[arch];
+  return { version: `v${spec.split('@').pop()}`, ...(released ? { released } : {}), endOfLife };
 }
 
 /** Runs the target's node here: natively, or under qemu-user with Debian's cross runtime as its root. */
@@ -132,9 +124,14 @@ async function buildTarget(arch) {
   extract(fetchTarball(NODE_PACKAGES[arch]), join(dir, 'node'), ['bin/node', 'include/node']);
   sources(arch);
   const nodeVersion = targetNode(t, ['--version'], dir).toString().trim();
+  if (nodeVersion !== embeddedNode(arch).version) throw new Error(`${arch}: node says ${nodeVersion}, targets.mjs says ${embeddedNode(arch).version}`);
 
   const addon = compileAddon(arch, t);
-  const bundled = await bundle(arch, addon);
+  const bundled = await bundle(arch, addon, join(dir, 'bundle.cjs'), embeddedNode(arch));
+  if (arch === 'armv7') {
+    // The armhf .deb's program: this bundle on the system's maintained nodejs, not Node 20 (EOL).
+    await bundle(arch, addon, 'dist/devstreams-linux-armv7.cjs');
+  }
 
   // V8's code cache for the bundle, made by the target's own node (under qemu for ARM: the cache is per
   // architecture and V8 version); it saves parsing and compiling at start and 4-5 MB RSS (issue 16).

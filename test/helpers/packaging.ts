@@ -76,9 +76,20 @@ export function runBinary(arch: BinaryArch, args: string[], env: NodeJS.ProcessE
   }
 }
 
+export interface SpawnedProgram {
+  proc: ChildProcess;
+  lines: string[];
+  stop: () => Promise<void>;
+}
+
 /** Starts an executable as a long-running process; lines of stdout+stderr are collected. */
-export function spawnBinary(arch: BinaryArch, args: string[], env: NodeJS.ProcessEnv = {}): { proc: ChildProcess; lines: string[]; stop: () => Promise<void> } {
-  const [cmd, ...pre] = [...QEMU[arch], binaryPath(arch)];
+export function spawnBinary(arch: BinaryArch, args: string[], env: NodeJS.ProcessEnv = {}): SpawnedProgram {
+  return spawnOn(arch, [binaryPath(arch)], args, env);
+}
+
+/** Starts a program for `arch` (`program`: the file and its leading arguments, e.g. node and a bundle), under qemu-user for ARM. */
+export function spawnOn(arch: BinaryArch, program: string[], args: string[], env: NodeJS.ProcessEnv = {}): SpawnedProgram {
+  const [cmd, ...pre] = [...QEMU[arch], ...program];
   const proc = spawn(cmd!, [...pre, ...args], { env: { ...process.env, DEVSTREAMS_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let partial = '';

@@ -1,0 +1,82 @@
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { decodeControl, isDevstreamsError } from '../../wire';
+import type { SpawnedProgram } from './packaging';
+import { startStack, until, type Stack } from './stack';
+import { random, roundTrip, sha256, startEchoServer } from './targets';
+
+/**
+ * An ARM agent (single executable, or a bundle on an ARM node) under qemu-user against an x64 hub on
+ * this machine: it carries a TCP stream byte for byte and runs a shell in a PTY with the node-pty
+ * addon it carries, written to `nativeDir`. Call inside a describe block.
+ */
+export function describeAgentUnderQemu(label: string, nativeDir: string, spawn: (args: string[], env: NodeJS.ProcessEnv) => SpawnedProgram): void {
+  let stack: Stack;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  let agent: SpawnedProgram;
+  const device = `pi-${label}`;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    echo = await startEchoServer();
+    const config = join(nativeDir, '..', `agent-${label}.yaml`);
+    writeFileSync(
+      config,
+      [
+        'hub:',
+        `  connection_string: "${stack.deviceConnectionString(device)}"`,
+        `  ca: ${stack.caFile}`,
+        'services:',
+        '  echo:',
+        `    port: ${echo.port}`,
+        '  shell:',
+        '    pty:',
+        '      command: /bin/sh',
+        '',
+      ].join('\n'),
+    );
+    agent = spawn(['agent', '--config', config], { DEVSTREAMS_NATIVE_DIR: nativeDir });
+    // Listening once it refuses a service it does not offer (the hub says "offline" until it subscribed).
+    await until(
+      async () => isDevstreamsError(await stack.client.requestStream(device, 'probe-not-offered').catch((e: unknown) => e), 'EDEVICE_REFUSED'),
+      `the ${label} agent to listen (output: ${agent.lines.slice(-5).join(' | ')})`,
+      90_000,
+    );
+  }, 120_000);
+  afterAll(async () => {
+    await agent?.stop();
+    await stack?.stop();
+    await echo?.close();
+  });
+
+  it('carries a TCP stream byte for byte', async () => {
+    const port = (await stack.connect(device, 'echo')).address.port;
+    const payload = random(1_000_000);
+    const back = await roundTrip(port, payload);
+    expect(back.length).toBe(payload.length);
+    expect(sha256(back)).toBe(sha256(payload));
+  });
+
+  it('runs a shell in a PTY, loading the addon it carries from DEVSTREAMS_NATIVE_DIR', async () => {
+    const ws = await stack.client.openStream(await stack.client.requestStream(device, 'shell'));
+    let out = '';
+    let exit: Record<string, unknown> | undefined;
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) out += (data as Buffer).toString('utf8');
+      else exit = decodeControl(data.toString()) as Record<string, unknown> | undefined;
+    });
+    const closed = new Promise<void>((r) => ws.on('close', () => r()));
+    ws.resume();
+    // Arithmetic the shell does, so the echo of what we typed cannot pass for the answer.
+    ws.send(Buffer.from('echo "tty=$(tty) sum=$((6*7))"\n'), { binary: true });
+    await until(() => /sum=42/.test(out), `the shell's answer (got ${JSON.stringify(out.slice(-200))})`, 30_000);
+    expect(out).toMatch(/tty=\/dev\/pts\/\d+/);
+    ws.send(Buffer.from('exit 3\n'), { binary: true });
+    await closed;
+    expect(exit).toMatchObject({ type: 'exit', code: 3 });
+    // Content-addressed, written once, not readable-writable by others.
+    const files = readdirSync(nativeDir);
+    expect(files).toEqual([expect.stringMatching(/^pty-[0-9a-f]{32}\.node$/)]);
+  });
+}
