@@ -1,88 +1,205 @@
-import { WebSocket, type RawData } from 'ws';
-import { CLOSE, encodeHello } from '../wire';
-import { WebSocketSink, closeStreamSocket, forwardableCloseCode } from '../core/ws-sink';
+import type { Duplex } from 'node:stream';
+import { CLOSE, MAX_FRAME_BYTES, closeReason, encodeHello } from '../wire';
+import { FrameReader, OPCODE, closePayload, frameHeader, parseClosePayload, type FrameHandler } from '../core/ws-frames';
+import { WS_HIGH_WATER_BYTES, forwardableCloseCode } from '../core/ws-sink';
+import { WS_PING_INTERVAL_MS, WS_SILENT_INTERVALS } from '../core/ws-heartbeat';
 import type { StreamSide } from './stream-tokens';
 
 /** What one side may send before the other side arrives; past it, that side is paused (TCP backpressure). */
 export const EARLY_BUFFER_BYTES = 256 * 1024;
+/** How long a side has to answer our close frame before its connection is dropped (as `ws`). */
+export const CLOSE_TIMEOUT_MS = 30_000;
+
+/** One piece of what a side sent before its partner came: a frame header or payload bytes. */
+interface EarlyPiece {
+  text: boolean;
+  /** A frame header, with the payload length that follows it; otherwise payload. */
+  header?: number;
+  data: Buffer;
+}
 
 /**
- * One side's WebSocket at the streaming endpoint. Until it is paired it keeps what arrives (bounded)
- * and remembers how it closed; once paired it forwards frames to the other leg with backpressure and
- * hands its close (code and reason) on, so the other side learns why the stream ended. A side that
- * announced extensions (`x-devstreams-ext`) first gets a hello with its peer's; text frames reach
- * only a side that announced (an IoT Hub SDK peer would take them for payload).
+ * One side's WebSocket at the streaming endpoint, on its raw socket. Frames are relayed without
+ * being gathered or re-framed: a frame's header is rewritten for the other side (unmasked) and its
+ * payload passed on in the pieces it arrives in, so the hub never copies stream bytes. Close, ping
+ * and pong are handled here; until the other side arrives what comes is kept (bounded).
+ *
+ * A side that announced extensions (`x-devstreams-ext`) first gets a hello with its peer's; text
+ * frames reach only a side that announced (an IoT Hub SDK peer would take them for payload). A side's
+ * close (code and reason) is handed on, so the other side learns why the stream ended.
  */
-export class Leg {
-  readonly sink: WebSocketSink;
-  /** Bytes received from this side. */
+export class Leg implements FrameHandler {
+  /** Binary payload bytes received from this side. */
   bytes = 0;
   /** Text frames not forwarded because the other side did not announce extensions. */
   textDropped = 0;
   closed?: { code: number; reason: string };
+  readonly done: Promise<void>;
   private peer?: Leg;
-  private early: Array<[Buffer, boolean]> = [];
+  private readonly reader: FrameReader;
+  private early: EarlyPiece[] = [];
   private earlyBytes = 0;
   private waitingForPeerDrain = false;
-  private readonly closedPromise: Promise<void>;
+  /** The message being received is text (a continuation belongs to the message's first frame). */
+  private inText = false;
+  /** The frame being received is not forwarded (text to a side that did not announce). */
+  private dropping = false;
+  // Towards this side.
+  private closeSent = false;
+  private closeReceived = false;
+  /** Payload bytes of a relayed frame still to come: nothing else may be written to this side before them. */
+  private midFrame = 0;
+  private held: Buffer[] = [];
+  private lastHeardAt = Date.now();
+  private lastPingAt = 0;
+  private readonly timer: NodeJS.Timeout;
+  private closeTimer?: NodeJS.Timeout;
 
   constructor(
-    readonly ws: WebSocket,
+    private readonly socket: Duplex,
     readonly side: StreamSide,
     /** The extensions this side announced on its upgrade; `null` for a plain (IoT Hub SDK) side. */
     readonly announced: readonly string[] | null = null,
+    pingIntervalMs = WS_PING_INTERVAL_MS,
   ) {
-    this.sink = new WebSocketSink(ws);
-    let resolveClosed!: () => void;
-    this.closedPromise = new Promise((r) => (resolveClosed = r));
-    ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data as Buffer, isBinary));
-    ws.on('close', (code: number, reason: Buffer) => {
-      this.closed = { code, reason: reason.toString() };
-      this.peer?.closeWith(code, this.closed.reason, this.side);
-      resolveClosed();
-    });
-    ws.on('error', () => {
-      // 'close' follows; the code (1006) tells the other side.
-    });
+    this.reader = new FrameReader(this, MAX_FRAME_BYTES, true);
+    this.done = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => undefined); // 'close' follows: 1006 for the other side
+    socket.once('close', () => this.onSocketClose());
+    this.timer = this.heartbeat(pingIntervalMs);
   }
 
-  get done(): Promise<void> {
-    return this.closedPromise;
-  }
-
-  private onMessage(data: Buffer, isBinary: boolean): void {
-    if (isBinary) this.bytes += data.length;
+  private onData(chunk: Buffer): void {
+    if (this.closeReceived) return;
     const peer = this.peer;
-    if (!peer) {
-      this.early.push([data, isBinary]);
-      this.earlyBytes += data.length;
-      if (this.earlyBytes >= EARLY_BUFFER_BYTES) this.ws.pause();
+    // One write per chunk for the other side: header and payload go out in the same TLS records.
+    peer?.socket.cork();
+    this.reader.write(chunk);
+    if (peer) process.nextTick(() => peer.socket.uncork());
+  }
+
+  // --- frames from this side (FrameHandler)
+
+  frameStart(opcode: number, fin: boolean, length: number): void {
+    this.lastHeardAt = Date.now();
+    if (opcode !== OPCODE.CONTINUATION) this.inText = opcode === OPCODE.TEXT;
+    if (!this.inText) this.bytes += length;
+    const header = frameHeader(opcode, fin, length);
+    const peer = this.peer;
+    if (!peer) return this.keepEarly({ text: this.inText, header: length, data: header });
+    this.dropping = this.inText && !peer.announced;
+    if (this.dropping) {
+      this.textDropped++;
       return;
     }
-    if (!this.forward(peer, data, isBinary)) this.waitForPeerDrain(peer);
+    if (!peer.relayHeader(header, length)) this.waitForPeerDrain(peer);
   }
 
-  /** Hands one frame to the other side; false when it should wait for the other side's drain. */
-  private forward(peer: Leg, data: Buffer, isBinary: boolean): boolean {
-    if (isBinary) return peer.sink.write(data, true);
-    if (peer.announced) return peer.sink.write(data, false);
-    this.textDropped++;
-    return true;
+  payload(chunk: Buffer): void {
+    const peer = this.peer;
+    if (!peer) return this.keepEarly({ text: this.inText, data: chunk });
+    if (this.dropping || chunk.length === 0) return;
+    if (!peer.relayPayload(chunk)) this.waitForPeerDrain(peer);
+  }
+
+  control(opcode: number, payload: Buffer): void {
+    this.lastHeardAt = Date.now();
+    if (opcode === OPCODE.PING) return this.sendWhole(OPCODE.PONG, payload);
+    if (opcode !== OPCODE.CLOSE) return; // pong: heard, nothing else
+    this.closeReceived = true;
+    const { code, reason } = parseClosePayload(payload);
+    this.closed ??= { code, reason };
+    // Echo the close (the handshake's second half), then the server ends the TCP connection.
+    if (!this.closeSent) this.sendClose(code === 1005 ? undefined : code, '');
+    this.socket.end();
+    this.armCloseTimer();
+    this.peer?.closeWith(code, reason, this.side);
+  }
+
+  violation(code: number, why: string): void {
+    this.closed ??= { code, reason: why };
+    this.closeReceived = true;
+    this.sendClose(code, why);
+    this.socket.end();
+    this.armCloseTimer();
+    this.peer?.closeWith(CLOSE.PEER_LOST, `${this.side} broke the WebSocket protocol`, this.side);
+  }
+
+  private keepEarly(piece: EarlyPiece): void {
+    if (this.closeSent) return; // closed before its partner came (handshake timeout, hub stop): nowhere to go
+    this.early.push(piece);
+    this.earlyBytes += piece.data.length;
+    if (this.earlyBytes >= EARLY_BUFFER_BYTES) this.socket.pause();
   }
 
   private waitForPeerDrain(peer: Leg): void {
     if (this.waitingForPeerDrain) return;
     this.waitingForPeerDrain = true;
-    this.ws.pause();
-    peer.sink.once('drain', () => {
+    this.socket.pause();
+    peer.socket.once('drain', () => {
       this.waitingForPeerDrain = false;
-      if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CLOSING) this.ws.resume();
+      if (!this.socket.destroyed) this.socket.resume();
     });
+  }
+
+  // --- towards this side
+
+  private writable(): boolean {
+    return !this.closeSent && !this.socket.destroyed && this.socket.writable;
+  }
+
+  /** Starts a relayed frame; false when this side's queue is over the high-water mark. */
+  private relayHeader(header: Buffer, length: number): boolean {
+    if (!this.writable()) return true; // closing: the frame has nowhere to go
+    this.socket.write(header);
+    this.midFrame = length;
+    if (length === 0) this.flushHeld();
+    return this.socket.writableLength < WS_HIGH_WATER_BYTES;
+  }
+
+  private relayPayload(chunk: Buffer): boolean {
+    if (this.midFrame === 0 || this.socket.destroyed) return true; // its header was not sent
+    this.socket.write(chunk);
+    this.midFrame -= chunk.length;
+    if (this.midFrame === 0) this.flushHeld();
+    return this.socket.writableLength < WS_HIGH_WATER_BYTES;
+  }
+
+  /** A whole frame of ours (pong, ping, close, hello); held back while a relayed frame is half sent. */
+  private sendWhole(opcode: number, payload: Buffer): void {
+    if (this.closeSent || this.socket.destroyed || !this.socket.writable) return;
+    const frame = Buffer.concat([frameHeader(opcode, true, payload.length), payload]);
+    if (this.midFrame > 0) this.held.push(frame);
+    else this.socket.write(frame);
+  }
+
+  private flushHeld(): void {
+    const held = this.held;
+    this.held = [];
+    for (const f of held) this.socket.write(f);
+  }
+
+  private sendClose(code: number | undefined, reason: string): void {
+    if (this.closeSent) return;
+    if (this.midFrame > 0) {
+      // A frame is half written and its sender is gone: the only honest end is to drop the connection.
+      this.socket.destroy();
+      return;
+    }
+    this.sendWhole(OPCODE.CLOSE, code === undefined ? Buffer.alloc(0) : closePayload(code, closeReason(reason)));
+    this.closeSent = true;
+  }
+
+  private armCloseTimer(): void {
+    if (this.closeTimer) return;
+    this.closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
+    this.closeTimer.unref();
   }
 
   /** Tells this side what the other announced, before any of the other's frames (only if this side announced). */
   helloFrom(peer: Leg): void {
-    if (this.announced && this.ws.readyState === WebSocket.OPEN) this.sink.write(Buffer.from(encodeHello(peer.announced ?? [])), false);
+    if (this.announced) this.sendWhole(OPCODE.TEXT, Buffer.from(encodeHello(peer.announced ?? [])));
   }
 
   pairWith(peer: Leg): void {
@@ -91,21 +208,73 @@ export class Leg {
     this.early = [];
     this.earlyBytes = 0;
     let full = false;
-    for (const [data, isBinary] of early) full = !this.forward(peer, data, isBinary) || full;
+    let dropping = false;
+    for (const piece of early) {
+      if (piece.header !== undefined) {
+        dropping = piece.text && !peer.announced;
+        if (dropping) this.textDropped++;
+        else full = !peer.relayHeader(piece.data, piece.header) || full;
+      } else if (!dropping) {
+        full = !peer.relayPayload(piece.data) || full;
+      }
+    }
+    // A frame still arriving continues where the early part left it.
+    this.dropping = dropping;
     if (full) this.waitForPeerDrain(peer);
-    else if (this.ws.isPaused) this.ws.resume();
+    else if (!this.closeReceived) this.socket.resume();
     if (this.closed) peer.closeWith(this.closed.code, this.closed.reason, this.side);
   }
 
   /** Closes this side because the other side (`from`) closed with `code`. */
   closeWith(code: number, reason: string, from: StreamSide): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.closeSent || this.socket.destroyed) return;
     const lost = code === 1006 ? `${from} connection lost` : reason;
-    closeStreamSocket(this.ws, forwardableCloseCode(code, CLOSE.PEER_LOST), lost);
+    this.close(forwardableCloseCode(code, CLOSE.PEER_LOST), lost);
   }
 
-  /** What still arrives after the close goes to a peer that is gone, where the sink drops it. */
+  /**
+   * Sends this side a close and keeps reading until its answer (a side paused for backpressure would
+   * not read it); what still arrives goes to a peer that is gone, and is dropped.
+   */
   close(code: number, reason: string): void {
-    closeStreamSocket(this.ws, code, reason);
+    if (this.closeSent || this.socket.destroyed) return;
+    this.sendClose(code, reason);
+    this.armCloseTimer();
+    if (!this.closeReceived) this.socket.resume();
+  }
+
+  /** Drops the connection at once (hub stop, after the close deadline). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onSocketClose(): void {
+    clearInterval(this.timer);
+    clearTimeout(this.closeTimer);
+    this.closed ??= { code: 1006, reason: '' };
+    this.peer?.closeWith(this.closed.code, this.closed.reason, this.side);
+  }
+
+  /**
+   * Pings this side every interval and drops it once nothing came from it for WS_SILENT_INTERVALS
+   * (as core/ws-heartbeat.ts does for `ws` sockets): a side that vanished without closing ends the
+   * stream for the other. Not judged while we are not reading it (backpressure).
+   */
+  private heartbeat(intervalMs: number): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      if (this.closeSent || this.closeReceived || this.socket.destroyed) return;
+      const now = Date.now();
+      if (this.socket.isPaused()) this.lastHeardAt = now;
+      else if (now - this.lastHeardAt >= WS_SILENT_INTERVALS * intervalMs) {
+        this.socket.destroy();
+        return;
+      }
+      if (now - this.lastPingAt >= intervalMs) {
+        this.lastPingAt = now;
+        this.sendWhole(OPCODE.PING, Buffer.alloc(0));
+      }
+    }, Math.max(1, Math.floor(intervalMs / 2)));
+    timer.unref();
+    return timer;
   }
 }

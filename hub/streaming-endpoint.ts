@@ -1,12 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { WS_PING_INTERVAL_MS, heartbeat } from '../core/ws-heartbeat';
+import { WS_PING_INTERVAL_MS } from '../core/ws-heartbeat';
 import { settledWithin } from '../core/deadline';
 import type { Logger } from '../core/log';
 import { formatBytes } from '../core/format';
-import { CLOSE, EXT_HEADER, HELLO_HEADER, MAX_FRAME_BYTES, parseBearer, parseExtensionList } from '../wire';
+import { CLOSE, EXT_HEADER, HELLO_HEADER, parseBearer, parseExtensionList } from '../wire';
 import { Leg } from './bridge';
+import { acceptUpgrade } from './ws-accept';
 import { decodePathSegment, refuseOnSocket, requestPath } from './http-guards';
 import type { StreamAudit } from './stream-audit';
 import type { OpenStreamView } from './stream-views';
@@ -45,7 +45,6 @@ export interface StreamingAuditing {
  * timeout is closed with 4002.
  */
 export class StreamingEndpoint {
-  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
   private readonly pending = new Map<string, PendingStream>();
   /** `streamId/side` of tokens already used, kept until they expire. */
   private readonly used = new Map<string, number>();
@@ -67,13 +66,7 @@ export class StreamingEndpoint {
     private readonly handshakeTimeoutMs: number,
     private readonly pingIntervalMs = WS_PING_INTERVAL_MS,
     private readonly auditing: StreamingAuditing = {},
-  ) {
-    // A side that announced extensions learns in the 101 that a hello frame will follow; an IoT Hub
-    // SDK side announces none and gets IoT Hub's plain answer.
-    this.wss.on('headers', (headers: string[], req: IncomingMessage) => {
-      if (req.headers[EXT_HEADER] !== undefined) headers.push(`${HELLO_HEADER}: 1`);
-    });
-  }
+  ) {}
 
   start(): void {
     this.sweepTimer = setInterval(() => {
@@ -113,14 +106,20 @@ export class StreamingEndpoint {
     this.used.set(usedKey, claims.exp);
     this.onTokenAccepted(req.socket);
     const announced = parseExtensionList(req.headers[EXT_HEADER]);
-    const remote = req.socket.remoteAddress;
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, claims, announced, remote));
+    // A side that announced extensions learns in the 101 that a hello frame will follow; an IoT Hub
+    // SDK side announces none and gets IoT Hub's plain answer.
+    if (!acceptUpgrade(req, socket, announced ? [`${HELLO_HEADER}: 1`] : [])) return;
+    this.attach(socket, head, claims, announced, req.socket.remoteAddress);
   }
 
-  private attach(ws: WebSocket, claims: StreamTokenClaims, announced: string[] | null, remote: string | undefined): void {
-    const leg = new Leg(ws, claims.side, announced);
+  private attach(socket: Duplex, head: Buffer, claims: StreamTokenClaims, announced: string[] | null, remote: string | undefined): void {
+    const s = socket as Duplex & { setTimeout?: (ms: number) => void; setNoDelay?: (on: boolean) => void };
+    s.setTimeout?.(0);
+    s.setNoDelay?.(true);
     // Both sides are pinged: a side that vanished without closing ends the stream for the other.
-    heartbeat(ws, this.pingIntervalMs);
+    const leg = new Leg(socket, claims.side, announced, this.pingIntervalMs);
+    if (head.length > 0) socket.unshift(head);
+    socket.resume();
     let p = this.pending.get(claims.streamId);
     if (!p) {
       p = {
@@ -276,7 +275,6 @@ export class StreamingEndpoint {
     if (this.active.size > 0) this.log.warn({ active: this.activeStreams }, `resetting ${this.activeStreams} open streams: hub shutting down`);
     for (const leg of this.active) leg.close(CLOSE.GOING_AWAY, 'hub shutting down');
     await settledWithin(legs.map((l) => l.done), 5000);
-    for (const leg of legs) leg.ws.terminate();
-    this.wss.close();
+    for (const leg of legs) leg.destroy();
   }
 }
