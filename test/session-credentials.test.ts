@@ -155,13 +155,9 @@ describe('credentials end sessions (real hub process)', () => {
     const off = registry.add('pi-off').primary_key;
     const devGone = await rawDevice('pi-gone', { password: tokenFor('pi-gone', gone, nowS() + 3600) });
     const devOff = await rawDevice('pi-off', { password: tokenFor('pi-off', off, nowS() + 3600) });
-    // What `hub remove-device` / `hub disable-device` write; edited here so the test needs only the file.
-    const file = join(dir, 'devices.json');
-    const { devices } = JSON.parse(readFileSync(file, 'utf8')) as { devices: Record<string, Record<string, unknown>> };
-    delete devices['pi-gone'];
-    devices['pi-off'] = { ...devices['pi-off'], status: 'disabled' };
     const changedAt = Date.now();
-    writeFileSync(file, JSON.stringify({ devices }, null, 2));
+    expect((await runCliToEnd(['hub', 'remove-device', 'pi-gone', '--data-dir', dir])).code).toBe(0);
+    expect((await runCliToEnd(['hub', 'disable-device', 'pi-off', '--data-dir', dir])).code).toBe(0);
     const [goneAt, offAt] = await Promise.all([devGone.closedAt, devOff.closedAt]);
     expect(goneAt - changedAt).toBeLessThan(10_000);
     expect(offAt - changedAt).toBeLessThan(10_000);
@@ -169,6 +165,18 @@ describe('credentials end sessions (real hub process)', () => {
     await hub.waitForLine(/"device":"pi-off".*"why":"device disabled"/);
     expect(await refusedConnack('pi-off', tokenFor('pi-off', off, nowS() + 3600))).toBe(5);
     expect(await refusedConnack('pi-gone', tokenFor('pi-gone', gone, nowS() + 3600))).toBe(5);
+  }, 40_000);
+
+  it('a hand edit of devices.json (a device taken out) ends its session the same way', async () => {
+    const key = registry.add('pi-edit').primary_key;
+    const dev = await rawDevice('pi-edit', { password: tokenFor('pi-edit', key, nowS() + 3600) });
+    const file = join(dir, 'devices.json');
+    const { devices } = JSON.parse(readFileSync(file, 'utf8')) as { devices: Record<string, unknown> };
+    delete devices['pi-edit'];
+    const changedAt = Date.now();
+    writeFileSync(file, JSON.stringify({ devices }, null, 2));
+    expect((await dev.closedAt) - changedAt).toBeLessThan(10_000);
+    await hub.waitForLine(/"device":"pi-edit".*"why":"device removed from the registry"/);
   }, 40_000);
 
   it('an X.509 session ends when its client certificate expires', async () => {
