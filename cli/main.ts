@@ -35,6 +35,7 @@ export function buildProgram(): Command {
     .option('--public-host <name[:port]>', 'HostName devices and services use, when it differs from the listen address')
     .option('--san <name...>', 'extra DNS names or IPs for the server certificate')
     .option('--mqtt-listen <host:port>', "also accept MQTT over TLS here (IoT Hub's 8883), same certificate and broker")
+    .option('--device-pages-listen <host:port>', "serve devices' own web pages (the console's Web links) on this second port, apart from the console's origin")
     .option('--device-stream-rate <per_s/burst>', `stream requests one device may receive: steady rate per second / burst (default ${DEFAULT_DEVICE_STREAM_LIMIT.perSecond}/${DEFAULT_DEVICE_STREAM_LIMIT.burst})`)
     .option('--service-stream-rate <per_s/burst>', `stream requests one service credential may make: per second / burst (default ${DEFAULT_SERVICE_STREAM_LIMIT.perSecond}/${DEFAULT_SERVICE_STREAM_LIMIT.burst})`)
     .option('--drain <duration>', 'on SIGTERM: how long open streams may run to their end before the rest are reset', '30s')

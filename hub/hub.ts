@@ -58,6 +58,11 @@ export interface HubOptions {
   streamingHost?: string;
   /** The web console under /console/ (docs/console.md); on unless false. */
   console?: boolean;
+  /**
+   * Where devices' own web pages are served through streams (the console's Web links): a second
+   * port, so that a device's page never runs in the console's origin. Off when not given.
+   */
+  devicePagesListen?: { host: string; port: number };
   /** Where the console's bundled files are (dist/console next to the bundle by default). */
   consoleAssetsDir?: string;
   log: Logger;
@@ -99,6 +104,7 @@ export class Hub {
   /** One audit record per stream (logged; the recent ones kept for the console). */
   audit?: StreamAudit;
   private console?: HubConsole;
+  private pagesServer?: Server;
 
   constructor(private readonly opts: HubOptions) {}
 
@@ -182,6 +188,7 @@ export class Hub {
         audit,
         openStream: streamOpener(api, localHost, Buffer.from(tls.ca.certPem)),
         ...(this.opts.consoleAssetsDir ? { assetsDir: this.opts.consoleAssetsDir } : {}),
+        devicePagesPort: () => this.devicePagesPort || undefined,
       });
       this.console.start();
     }
@@ -198,13 +205,14 @@ export class Hub {
     // Client certificates are asked for but not required: services and SAS devices send none; the
     // broker admits an X.509 device only when the chain verified against the hub CA (socket.authorized).
     const tlsOptions = { key: tls.server.keyPem, cert: tls.server.certPem, minVersion: 'TLSv1.2' as const, requestCert: true, rejectUnauthorized: false, ca: [tls.ca.certPem], handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS };
-    const server = createServer({
+    const httpsOptions = {
       ...tlsOptions,
       maxHeaderSize: HTTP_MAX_HEADER_BYTES,
       headersTimeout: HTTP_HEADERS_TIMEOUT_MS,
       requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
       connectionsCheckingInterval: HTTP_DEADLINE_CHECK_INTERVAL_MS,
-    });
+    };
+    const server = createServer(httpsOptions);
     server.on('request', (req, res) => {
       // Draining: open streams finish, new ones go to another hub (or wait for this one's restart).
       if (this.draining) res.writeHead(503, { 'Content-Type': 'application/json', Connection: 'close', 'Retry-After': '5' }).end(JSON.stringify({ errorCode: 503000, message: 'hub is shutting down' }));
@@ -224,6 +232,27 @@ export class Hub {
     dataDir.writeSettings({ host_name: this.hostName, listen: formatHostPort(listen.host, port) });
     log.info({ listen: formatHostPort(listen.host, port), host_name: this.hostName, data_dir: this.opts.dataDir }, 'hub listening');
     if (this.opts.mqttListen && !external) await this.startMqttTls(this.opts.mqttListen, tlsOptions, admission);
+    if (this.opts.devicePagesListen && this.console) await this.startDevicePages(this.opts.devicePagesListen, this.console, httpsOptions, admission);
+  }
+
+  /** Port of the device pages listener (0 when there is none). */
+  get devicePagesPort(): number {
+    return (this.pagesServer?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  /** The second HTTPS port for devices' own web pages (hub/console/web-proxy.ts): its own origin, nothing else on it. */
+  private async startDevicePages(at: { host: string; port: number }, consoleUi: HubConsole, httpsOptions: Parameters<typeof createServer>[0], admission: Admission): Promise<void> {
+    const server = createServer(httpsOptions);
+    server.on('request', (req, res) => consoleUi.handleDevicePage(req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      consoleUi.handleDevicePageUpgrade(req, socket, head);
+    });
+    server.on('clientError', onClientError(this.opts.log.child({ part: 'device-pages' })));
+    server.on('connection', admission.onConnection);
+    await listenOn(server, at);
+    this.pagesServer = server;
+    this.opts.log.info({ device_pages_listen: formatHostPort(at.host, this.devicePagesPort) }, 'device pages listening');
   }
 
   /** Port of the MQTT/TLS listener (0 when there is none). */
@@ -307,6 +336,10 @@ export class Hub {
     this.registry?.stop();
     this.operators?.stop();
     this.console?.stop();
+    const pagesServer = this.pagesServer;
+    this.pagesServer = undefined;
+    pagesServer?.close();
+    pagesServer?.closeAllConnections();
     for (const [name, part] of [
       ['streaming endpoint', this.endpoint],
       ['broker', this.broker],

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { lastLine, runCli, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
+import { lastLine, runCli, runCliToEnd, type CliProcess } from './helpers/cli';
 import { startBrowser } from './helpers/browser';
 import { startDeviceWeb } from './helpers/device-web';
 
@@ -102,6 +102,8 @@ describe('hub web console (Chromium)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-console-'));
   const dataDir = join(dir, 'hub');
   let hub: CliProcess & { port: number };
+  /** The hub's second port, for devices' own pages. */
+  let pagesPort: number;
   const agents: CliProcess[] = [];
   let web: Awaited<ReturnType<typeof startDeviceWeb>>;
   let browser: Awaited<ReturnType<typeof startBrowser>>;
@@ -137,7 +139,10 @@ describe('hub web console (Chromium)', () => {
 
   beforeAll(async () => {
     web = await startDeviceWeb();
-    hub = await startHubProcess(dataDir);
+    const proc = runCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--device-pages-listen', '127.0.0.1:0']);
+    const line = await proc.waitForLine(/^hub listening on /);
+    hub = Object.assign(proc, { port: Number(/:(\d+) /.exec(line)![1]) });
+    pagesPort = Number(/(\d+)$/.exec(await proc.waitForLine(/^device pages on port \d+$/))![1]);
     base = `https://127.0.0.1:${hub.port}`;
     const svc = await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir]);
     serviceKey = /SharedAccessKey=([^;]+)/.exec(lastLine(svc.stdout))![1]!;
@@ -155,11 +160,12 @@ describe('hub web console (Chromium)', () => {
   });
 
   it('shows nothing but the sign-in page and its assets without a session', async () => {
-    for (const path of ['/console/', '/console/api/state', '/console/api/events', '/console/assets/app.js', '/console/d/pi-001/web/']) {
+    for (const path of ['/console/', '/console/api/state', '/console/api/events', '/console/assets/app.js']) {
       const res = await get(hub.port, path);
       expect(res.status, path).not.toBe(200);
       expect(res.body, path).not.toContain('pi-001');
     }
+    expect((await get(pagesPort, '/console/d/pi-001/web/')).status).toBe(401);
     expect((await get(hub.port, '/console/login')).status).toBe(200);
     expect((await get(hub.port, '/console/assets/login.js')).status).toBe(200);
     expect(await terminalUpgradeStatus(hub.port, '')).toBe(401);
@@ -230,16 +236,40 @@ describe('hub web console (Chromium)', () => {
     await hub.waitForLine(/"audit":"stream".*"operator":"service".*"device":"pi-001","service":"shell".*"outcome":"closed"/);
   });
 
-  it("opens the device's own web page through the hub, WebSocket included", async () => {
-    const devicePage = await browser.context.newPage();
-    await devicePage.goto(`${base}/console/d/pi-001/web/`);
+  it("opens the device's own web page through the hub, WebSocket included, on a port of its own", async () => {
+    await page.goto(`${base}/console/#/devices`);
+    const [devicePage] = await Promise.all([browser.context.waitForEvent('page'), page.click('tr[data-device="pi-001"] a.open-web')]);
+    await devicePage.waitForLoadState();
+    expect(new URL(devicePage.url()).port).toBe(String(pagesPort));
     expect(await devicePage.title()).toBe('Device dashboard');
-    await devicePage.waitForFunction(() => document.getElementById('ws')?.textContent === 'WebSocket: echo: ping from the page', undefined, { timeout: WAIT_MS });
+    await devicePage.waitForFunction(() => document.getElementById('ws')?.textContent === 'WebSocket: echo: ping from the page', undefined, { timeout: WAIT_MS }).catch((err) => {
+      throw new Error(`${err}; device saw: ${web.requests.join(' | ')}`);
+    });
     await devicePage.screenshot({ path: join(SHOTS, 'device-web.png') });
+    // A device's script cannot read the console (another origin) nor open a terminal from it.
+    const reach = await devicePage.evaluate(async (consoleOrigin) => {
+      const api = await fetch(`${consoleOrigin}/console/api/session`, { credentials: 'include' }).then(
+        () => 'read',
+        () => 'blocked',
+      );
+      const term = await new Promise<string>((done) => {
+        const ws = new window.WebSocket(`${consoleOrigin.replace('https', 'wss')}/console/api/terminal?device=pi-001&service=shell`);
+        ws.onopen = () => done('opened');
+        ws.onclose = () => done('refused');
+      });
+      return { api, term };
+    }, base);
+    expect(reach).toEqual({ api: 'blocked', term: 'refused' });
     await devicePage.close();
     // The console's session cookie never reaches the device.
     expect(web.requests.length).toBeGreaterThan(0);
     for (const r of web.requests) expect(r).not.toContain('devstreams-console');
+    // Never served in the console's origin: the console's port sends it to the pages port, which serves nothing else.
+    const there = await get(hub.port, '/console/d/pi-001/web/');
+    expect(there.status).toBe(307);
+    expect(there.headers.location).toBe(`https://127.0.0.1:${pagesPort}/console/d/pi-001/web/`);
+    expect((await get(pagesPort, '/console/')).status).toBe(404);
+    expect((await get(pagesPort, '/console/api/session')).status).toBe(404);
   });
 
   it('lists an open stream with its operator, and closes it', async () => {

@@ -11,6 +11,7 @@ export interface HubCliOptions extends FleetCliOptions {
   publicHost?: string;
   san?: string[];
   mqttListen?: string;
+  devicePagesListen?: string;
   deviceStreamRate?: string;
   serviceStreamRate?: string;
   drain: string;
@@ -36,6 +37,7 @@ export async function runHub(opts: HubCliOptions): Promise<void> {
     ...(opts.publicHost ? { publicHost: opts.publicHost } : {}),
     ...(opts.san ? { altNames: opts.san } : {}),
     ...(opts.mqttListen ? { mqttListen: parseHostPort(opts.mqttListen, '0.0.0.0') } : {}),
+    ...(opts.devicePagesListen ? { devicePagesListen: parseHostPort(opts.devicePagesListen, '0.0.0.0') } : {}),
     ...(opts.deviceStreamRate || opts.serviceStreamRate
       ? {
           rateLimits: {
@@ -52,4 +54,5 @@ export async function runHub(opts: HubCliOptions): Promise<void> {
   runUntilSignalled(part, log);
   await part.start();
   process.stdout.write(`hub listening on ${part.host} (CA: ${opts.dataDir}/ca.pem)\n`);
+  if (part.devicePagesPort) process.stdout.write(`device pages on port ${part.devicePagesPort}\n`);
 }

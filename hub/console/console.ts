@@ -40,6 +40,8 @@ export interface ConsoleDeps {
   openStream: StreamOpener;
   /** dist/console by default. */
   assetsDir?: string;
+  /** The port devices' own pages are served on (hub --device-pages-listen); undefined: none. */
+  devicePagesPort?: () => number | undefined;
 }
 
 /**
@@ -106,17 +108,15 @@ export class HubConsole {
     }
     if (path === '/console/api/login' && method === 'POST') return this.signIn(req, res);
 
+    if (parseDeviceWebPath(url)) return this.redirectToDevicePages(req, res, url);
     const session = this.sessions.fromRequest(req);
-    const web = parseDeviceWebPath(url);
     if (!session) {
       req.resume();
       if (path.startsWith('/console/api/')) return sendJson(res, 401, { error: 'not signed in' });
-      if (web) return sendText(res, 401, 'sign in to the hub console first: /console/login\n');
       return redirect(res, '/console/login');
     }
-    if (web) return this.serveDeviceWeb(req, res, web, session);
     if ((path === '/console' || path === CONSOLE_PATH) && method === 'GET') return this.servePage(res, this.assets.appPage);
-    if (path === '/console/api/session' && method === 'GET') return sendJson(res, 200, { operator: session.operator, csrf: session.csrf });
+    if (path === '/console/api/session' && method === 'GET') return sendJson(res, 200, { operator: session.operator, csrf: session.csrf, devicePagesPort: this.deps.devicePagesPort?.() ?? null });
     const sees = (deviceId: string): boolean => this.deps.operators.sees(session.operator, deviceId);
     if (path === '/console/api/state' && method === 'GET') return sendJson(res, 200, this.live.state(sees));
     if (path === '/console/api/events' && method === 'GET') {
@@ -187,6 +187,39 @@ export class HubConsole {
     return () => this.deps.openStream(deviceId, service, { operator: session.operator, ...(remote ? { remote } : {}) });
   }
 
+  /**
+   * A device's page asked for on the console's port: sent to the device pages port (same host name),
+   * never served here, where the page would run in the console's origin.
+   */
+  private redirectToDevicePages(req: IncomingMessage, res: ServerResponse, url: string): void {
+    req.resume();
+    const port = this.deps.devicePagesPort?.();
+    if (!port) return sendText(res, 404, "devices' own pages are off on this hub: start it with --device-pages-listen HOST:PORT (docs/console.md)\n");
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)$/.test(host)) return sendText(res, 400, 'bad Host header\n');
+    res.writeHead(307, { ...SECURITY_HEADERS, location: `https://${host}:${port}${url}`, 'content-length': 0 }).end();
+  }
+
+  /** A request on the device pages port: `/console/d/{device}/{service}/…` with a console session, nothing else. */
+  handleDevicePage(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    const web = parseDeviceWebPath(url);
+    const session = web ? this.sessions.fromRequest(req) : undefined;
+    if (!web) {
+      req.resume();
+      return sendText(res, 404, "this port serves devices' own pages only: /console/d/DEVICE/SERVICE/\n");
+    }
+    if (!session || !this.deps.operators.sees(session.operator, web.deviceId)) {
+      req.resume();
+      return sendText(res, 401, 'sign in to the hub console first, on its own port\n');
+    }
+    this.serveDeviceWeb(req, res, web, session).catch((err: unknown) => {
+      this.deps.log.error({ err, path: url.slice(0, 200) }, 'device page request failed');
+      if (!res.headersSent) sendText(res, 500, 'internal error\n');
+      else res.destroy();
+    });
+  }
+
   private async serveDeviceWeb(req: IncomingMessage, res: ServerResponse, target: DeviceWebTarget, session: Session): Promise<void> {
     if (target.rest === undefined) {
       req.resume();
@@ -199,34 +232,37 @@ export class HubConsole {
     await proxyHttp(req, res, { ...target, rest: target.rest }, this.opener(session, target.deviceId, target.service, req.socket.remoteAddress), this.deps.log);
   }
 
-  /** True when the upgrade is the console's (it is then answered). */
+  /** The session of an Upgrade from a page of this origin; refuses the socket (and returns undefined) otherwise. */
+  private upgradeSession(req: IncomingMessage, socket: Duplex): Session | undefined {
+    const session = this.sessions.fromRequest(req);
+    if (!session) refuseUpgrade(socket, 401, 'Unauthorized');
+    else if (!fromSameOrigin(req)) refuseUpgrade(socket, 403, 'Forbidden');
+    else return session;
+    return undefined;
+  }
+
+  /** A WebSocket (or other Upgrade) of a device's page, on the device pages port. */
+  handleDevicePageUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const web = parseDeviceWebPath(req.url ?? '');
+    if (!web || web.rest === undefined) return refuseUpgrade(socket, 404, 'Not Found');
+    const session = this.upgradeSession(req, socket);
+    if (!session) return;
+    if (!this.deps.operators.sees(session.operator, web.deviceId)) return refuseUpgrade(socket, 401, 'Unauthorized');
+    proxyUpgrade(req, socket, head, { ...web, rest: web.rest }, this.opener(session, web.deviceId, web.service, req.socket.remoteAddress))
+      .then((cut) => {
+        session.onEnd.add(cut);
+        socket.on('close', () => session.onEnd.delete(cut));
+      })
+      .catch((err: unknown) => refuseUpgrade(socket, 502, 'Bad Gateway', (err as Error).message));
+  }
+
+  /** True when the upgrade is the console's terminal (it is then answered). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const url = req.url ?? '';
     const path = url.split('?')[0]!;
-    const web = parseDeviceWebPath(url);
-    if (path !== TERMINAL_PATH && !web) return false;
-    const session = this.sessions.fromRequest(req);
-    if (!session) {
-      refuseUpgrade(socket, 401, 'Unauthorized');
-      return true;
-    }
-    if (!fromSameOrigin(req)) {
-      refuseUpgrade(socket, 403, 'Forbidden');
-      return true;
-    }
-    if (web) {
-      if (web.rest === undefined) {
-        refuseUpgrade(socket, 404, 'Not Found');
-        return true;
-      }
-      proxyUpgrade(req, socket, head, { ...web, rest: web.rest }, this.opener(session, web.deviceId, web.service, req.socket.remoteAddress))
-        .then((cut) => {
-          session.onEnd.add(cut);
-          socket.on('close', () => session.onEnd.delete(cut));
-        })
-        .catch((err: unknown) => refuseUpgrade(socket, 502, (err as Error).message.replace(/[^\x20-\x7e]/g, '?').slice(0, 200)));
-      return true;
-    }
+    if (path !== TERMINAL_PATH) return false;
+    const session = this.upgradeSession(req, socket);
+    if (!session) return true;
     const query = new URL(url, 'https://hub.invalid').searchParams;
     const deviceId = query.get('device') ?? '';
     const service = query.get('service') ?? 'shell';

@@ -27,8 +27,8 @@ export function redirect(res: ServerResponse, to: string): void {
 }
 
 /** Refuses an Upgrade request on the raw socket. */
-export function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
-  const body = `${reason}\n`;
+export function refuseUpgrade(socket: Duplex, status: number, reason: string, detail?: string): void {
+  const body = `${(detail ?? reason).replace(/[^\x20-\x7e]/g, '?').slice(0, 300)}\n`;
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 

@@ -9,15 +9,17 @@ export const DEVICE_PAGE = `<!doctype html>
 <h1>Device dashboard</h1>
 <p>Served by the device on its own port, seen through the hub.</p>
 <p id="ws">WebSocket: connecting…</p>
-<script>
-const url = new URL('ws', location.href);
+<script src="app.js"></script>
+</body></html>
+`;
+
+/** The page's script, loaded by a relative URL (through the hub like the page). */
+export const DEVICE_SCRIPT = `const url = new URL('ws', location.href);
 url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
 const ws = new WebSocket(url);
 ws.onopen = () => ws.send('ping from the page');
 ws.onmessage = (ev) => { document.getElementById('ws').textContent = 'WebSocket: ' + ev.data; };
 ws.onerror = () => { document.getElementById('ws').textContent = 'WebSocket: failed'; };
-</script>
-</body></html>
 `;
 
 export async function startDeviceWeb(): Promise<{ port: number; requests: string[]; close: () => Promise<void> }> {
@@ -26,6 +28,8 @@ export async function startDeviceWeb(): Promise<{ port: number; requests: string
     requests.push(`${req.method} ${req.url} cookie=${req.headers.cookie ?? ''}`);
     if (req.url === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(DEVICE_PAGE);
+    } else if (req.url === '/app.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(DEVICE_SCRIPT);
     } else {
       res.writeHead(404).end('not here\n');
     }

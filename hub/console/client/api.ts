@@ -4,6 +4,8 @@ let csrf = '';
 export interface SessionInfo {
   operator: string;
   csrf: string;
+  /** Where devices' own pages are served (their own origin); null: off on this hub. */
+  devicePagesPort: number | null;
 }
 
 export async function loadSession(): Promise<SessionInfo | undefined> {

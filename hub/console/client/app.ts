@@ -87,6 +87,7 @@ async function main(): Promise<void> {
   const session = await loadSession();
   if (!session) return void location.assign('/console/login');
   byId('operator').textContent = session.operator;
+  if (session.devicePagesPort) devices.pagesOrigin = `https://${location.hostname}:${session.devicePagesPort}`;
   byId('signout').addEventListener('click', () => {
     // The hub ends the session's terminals and live view itself.
     void post('/console/api/logout').finally(() => location.assign('/console/login'));

@@ -35,6 +35,9 @@ export class DevicesView {
   private sortDir = 1;
   private devices: Device[] = [];
 
+  /** The origin devices' own pages are served from (another port of this hub); undefined: off. */
+  pagesOrigin: string | undefined;
+
   constructor(private readonly actions: DeviceActions) {
     for (const c of COLUMNS) {
       this.head.append(el('th', { 'data-col': c.key, onclick: () => this.sortBy(c.key), tabindex: '0', title: 'sort' }, c.title));
@@ -88,14 +91,14 @@ export class DevicesView {
       const text = c.show ? c.show(d) : String(c.value(d) ?? '');
       tr.append(el('td', { 'data-col': c.key }, c.key === 'state' ? el('span', { class: `dot ${online ? 'on' : 'off'}` }, text) : text));
     }
-    const web = `/console/d/${encodeURIComponent(d.deviceId)}/${encodeURIComponent(this.webService.value.trim() || 'web')}/`;
+    const web = `${this.pagesOrigin ?? ''}/console/d/${encodeURIComponent(d.deviceId)}/${encodeURIComponent(this.webService.value.trim() || 'web')}/`;
     tr.append(
       el(
         'td',
         { class: 'actions' },
         el('button', { type: 'button', class: 'open-terminal', disabled: !online, onclick: () => this.actions.terminal(d.deviceId, this.termService.value.trim() || 'shell') }, 'Terminal'),
         ' ',
-        online ? el('a', { href: web, target: '_blank', rel: 'noopener', class: 'open-web' }, 'Web') : '',
+        online && this.pagesOrigin ? el('a', { href: web, target: '_blank', rel: 'noopener', class: 'open-web' }, 'Web') : '',
       ),
     );
     return tr;
