@@ -7,6 +7,7 @@ import { readSecretFile } from './secret-file';
 import { parseDurationMs } from '../core/duration';
 import { DevstreamsError, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, parseDeviceConnectionString, type DeviceConnectionString } from '../wire';
 import { ptyServiceProblems } from './pty/config-check';
+import { dotted, issueMessage, serviceIndentationProblems, unknownKeyMessage } from './config-messages';
 import { brokerSection, loadBrokerSettings, type BrokerSettings } from './broker-config';
 
 /**
@@ -188,10 +189,6 @@ export function formatProblem(p: ConfigProblem): string {
 
 type Path = ReadonlyArray<PropertyKey>;
 
-function dotted(path: Path): string {
-  return path.map(String).join('.') || '(top level)';
-}
-
 /** Finds the YAML node for a path, falling back to the nearest ancestor that exists. */
 function nodeAt(doc: Document, path: Path, wantKey = false): YamlNode | undefined {
   let node: unknown = doc.contents;
@@ -214,34 +211,21 @@ function nodeAt(doc: Document, path: Path, wantKey = false): YamlNode | undefine
   return found;
 }
 
-function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
-  const at = dotted(issue.path);
-  switch (issue.code) {
-    case 'invalid_type':
-      if (value === undefined) return `${at} is required`;
-      return `${at} must be ${issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}`;
-    case 'too_small':
-      if (issue.origin === 'string' && Number(issue.minimum) === 1) return `${at} must not be empty`;
-      return `${at}: ${issue.message}`;
-    case 'too_big':
-      return `${at}: ${issue.message}`;
-    case 'invalid_value':
-      return `${at} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-    default:
-      return `${at}: ${issue.message}`;
-  }
-}
-
 /**
  * A service is a TCP port or a PTY: when neither fits, report the problems of the branch whose keys
  * the user wrote (`port` or `pty`), not zod's bare "Invalid input".
  */
-function unionBranchIssues(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+function unionBranchIssues(issue: z.core.$ZodIssue, raw: unknown): z.core.$ZodIssue[] {
   // Only a service entry (`services.NAME`) is a union of shapes; say which shapes it may take.
   if (issue.code !== 'invalid_union' || issue.errors.length === 0 || issue.path[0] !== 'services' || issue.path.length !== 2) return [issue];
   const fitting = issue.errors.filter((branch) => !branch.some((i) => i.code === 'unrecognized_keys' && i.path.length === 0));
-  if (fitting.length === 1) return fitting[0]!.map((i) => ({ ...i, path: [...issue.path, ...i.path] }) as z.core.$ZodIssue).flatMap((i) => unionBranchIssues(i));
-  return [{ ...issue, message: 'a service needs either port (a TCP service) or pty (a terminal), not both' }];
+  if (fitting.length === 1) return fitting[0]!.map((i) => ({ ...i, path: [...issue.path, ...i.path] }) as z.core.$ZodIssue).flatMap((i) => unionBranchIssues(i, raw));
+  const value = getIn(raw, issue.path);
+  const has = (k: string): boolean => value !== null && typeof value === 'object' && k in value;
+  const message = has('port') && has('pty')
+    ? `${dotted(issue.path)} has both port and pty: a service is a TCP port or a terminal, not both`
+    : `${dotted(issue.path)} needs port (a TCP service) or pty (a terminal)`;
+  return [{ ...issue, message }];
 }
 
 function getIn(obj: unknown, path: Path): unknown {
@@ -283,6 +267,11 @@ function connectionStringSource(
   return undefined;
 }
 
+/** Problems as the file reads, top to bottom (the schema reports them in its own order). */
+function inFileOrder(problems: ConfigProblem[]): ConfigProblem[] {
+  return [...problems].sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
 /** Aliases a config may expand (yaml's own default is 100); a config needs few if any. */
 export const YAML_MAX_ALIAS_COUNT = 100;
 
@@ -308,16 +297,21 @@ export function parseAgentConfig(text: string, file: string, env: NodeJS.Process
   }
   const result = agentConfigSchema.safeParse(raw);
   if (!result.success) {
-    for (const issue of result.error.issues.flatMap((i) => unionBranchIssues(i))) {
+    // A mis-indented service: its real cause, once, instead of what the schema makes of it.
+    const indentation = serviceIndentationProblems(agentConfigSchema, (raw as { services?: unknown }).services);
+    for (const p of indentation) at(nodeAt(doc, p.path, true), p.message);
+    const explained = new Set(indentation.map((p) => dotted(p.path)));
+    for (const issue of result.error.issues.flatMap((i) => unionBranchIssues(i, raw))) {
+      if (issue.path[0] === 'services' && explained.has(dotted(issue.path.slice(0, 2)))) continue;
       if (issue.code === 'unrecognized_keys') {
-        for (const key of issue.keys) at(nodeAt(doc, [...issue.path, key], true), `${dotted([...issue.path, key])} is not a known setting`);
+        for (const key of issue.keys) at(nodeAt(doc, [...issue.path, key], true), unknownKeyMessage(agentConfigSchema, issue.path, key));
       } else if (issue.code === 'invalid_key') {
         at(nodeAt(doc, issue.path, true), `${dotted(issue.path)}: ${issue.issues[0]?.message ?? issue.message}`);
       } else {
         at(nodeAt(doc, issue.path), issueMessage(issue, getIn(raw, issue.path)));
       }
     }
-    return { problems };
+    return { problems: inFileOrder(problems) };
   }
   const data = result.data;
   let device: DeviceConnectionString | undefined;
@@ -345,7 +339,7 @@ export function parseAgentConfig(text: string, file: string, env: NodeJS.Process
   const proxyProblem = data.hub.proxy ? proxyUrlProblem(data.hub.proxy) : undefined;
   if (proxyProblem) at(nodeAt(doc, ['hub', 'proxy']), `hub.proxy: ${proxyProblem}`);
   const brokerSettings = data.broker ? loadBrokerSettings(data.broker, device?.deviceId, (key, message) => at(nodeAt(doc, ['broker', key]), message)) : undefined;
-  if (problems.length || !device) return { problems };
+  if (problems.length || !device) return { problems: inFileOrder(problems) };
   return { config: { ...data, file, device, ...(caPem ? { caPem } : {}), ...(identity ? { identity } : {}), ...(brokerSettings ? { brokerSettings } : {}) }, problems };
 }
 

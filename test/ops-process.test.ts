@@ -70,16 +70,16 @@ describe('agent config errors (table)', () => {
   const cs = 'HostName=hub.example:8443;DeviceId=pi;SharedAccessKey=' + Buffer.alloc(32, 1).toString('base64');
   const table: Array<{ name: string; yaml: string; env?: Record<string, string>; expect: Array<[line: number, col: number, message: RegExp]> }> = [
     { name: 'YAML syntax', yaml: 'hub:\n  connection_string: "x\nservices: {}\n', expect: [[4, 1, /^YAML: Missing closing "quote/]] },
-    { name: 'unknown top-level key', yaml: `hub:\n  connection_string: "${cs}"\nservice:\n  ssh: {port: 22}\n`, expect: [[3, 1, /^service is not a known setting$/]] },
-    { name: 'unknown nested key', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_stream: 3\n`, expect: [[4, 3, /^limits\.max_stream is not a known setting$/]] },
+    { name: 'unknown top-level key', yaml: `hub:\n  connection_string: "${cs}"\nservice:\n  ssh: {port: 22}\n`, expect: [[3, 1, /^service is not a known setting: did you mean services\?$/]] },
+    { name: 'unknown nested key', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_stream: 3\n`, expect: [[4, 3, /^limits\.max_stream is not a known setting: did you mean limits\.max_streams\?$/]] },
     { name: 'no secret anywhere', yaml: 'hub:\n  stream_hosts: []\n', expect: [[1, 1, /^hub needs connection_string or connection_string_file \(or DEVSTREAMS_DEVICE_CONNECTION_STRING/]] },
     { name: 'both secrets', yaml: `hub:\n  connection_string: "${cs}"\n  connection_string_file: /x\n`, expect: [[3, 27, /^set hub\.connection_string or hub\.connection_string_file, not both$/]] },
     { name: 'unreadable secret file', yaml: `hub:\n  connection_string_file: ${join(dir, 'missing')}\n`, expect: [[2, 27, /^hub\.connection_string_file: cannot read .*missing: ENOENT$/]] },
     { name: 'malformed connection string', yaml: 'hub:\n  connection_string: "HostName=h;DeviceId=d"\n', expect: [[2, 22, /^hub\.connection_string: device connection string has neither SharedAccessKey nor x509=true$/]] },
-    { name: 'limit out of range', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_streams: 0\n  idle_timeout: -1\n`, expect: [[4, 16, /^limits\.max_streams: /], [5, 17, /^limits\.idle_timeout: "-1" is not a duration/]] },
+    { name: 'limit out of range', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_streams: 0\n  idle_timeout: -1\n`, expect: [[4, 16, /^limits\.max_streams must be at least 1, not 0$/], [5, 17, /^limits\.idle_timeout: "-1" is not a duration/]] },
     { name: 'telemetry interval too short', yaml: `hub:\n  connection_string: "${cs}"\ntelemetry:\n  interval: 5s\n`, expect: [[4, 13, /telemetry\.interval must be off or between 10s and 1d/]] },
     { name: 'metrics on a public address', yaml: `hub:\n  connection_string: "${cs}"\nmetrics_listen: 0.0.0.0:9464\n`, expect: [[3, 17, /metrics_listen must be a loopback host:port/]] },
-    { name: 'wrong type', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_streams: lots\n`, expect: [[4, 16, /^limits\.max_streams must be a number$/]] },
+    { name: 'wrong type', yaml: `hub:\n  connection_string: "${cs}"\nlimits:\n  max_streams: lots\n`, expect: [[4, 16, /^limits\.max_streams must be a number, not "lots"$/]] },
     { name: 'per-service limit on a service', yaml: `hub:\n  connection_string: "${cs}"\nservices:\n  ssh:\n    port: 22\n    idle_timeout: soon\n`, expect: [[6, 19, /services\.ssh\.idle_timeout: "soon" is not a duration/]] },
   ];
   for (const row of table) {
@@ -102,7 +102,7 @@ describe('agent config errors (table)', () => {
     const r = await runCliToEnd(['check-config', file], { [CONNECTION_STRING_ENV]: '' });
     expect(r.code).toBe(78);
     expect(r.stderr).toContain(`${file}:3:3: hub.bogus is not a known setting`);
-    expect(r.stderr).toMatch(new RegExp(`${file}:5:16: limits\\.max_streams: `));
+    expect(r.stderr).toMatch(new RegExp(`${file}:5:16: limits\\.max_streams must be at least 1`));
   });
 });
 
