@@ -60,3 +60,16 @@ describe('check-config messages', () => {
     expect(r.stderr).toMatch(/services\.neither needs port \(a TCP service\) or pty \(a terminal\)/);
   });
 });
+
+describe('the packaged agent config (packaging/agent.yaml)', () => {
+  it('is valid and allows ssh on port 22 out of the box, and no shell', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { parseAgentConfig, isPtyService } = await import('../agent/config');
+    const text = readFileSync(join(__dirname, '../packaging/agent.yaml'), 'utf8');
+    const cs = 'HostName=hub.example:8443;DeviceId=pi;SharedAccessKey=' + Buffer.alloc(32, 1).toString('base64');
+    const { config, problems } = parseAgentConfig(text, 'agent.yaml', { DEVSTREAMS_DEVICE_CONNECTION_STRING: cs });
+    expect(problems).toEqual([]);
+    expect(config!.services.ssh).toMatchObject({ port: 22, host: '127.0.0.1' });
+    expect(Object.values(config!.services).some(isPtyService)).toBe(false);
+  });
+});
