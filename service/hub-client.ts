@@ -92,8 +92,13 @@ export class HubClient {
     });
   }
 
-  /** One HTTPS request to the hub's service API; network and TLS failures become DevstreamsErrors. */
-  private call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<HubResponse> {
+  /**
+   * One HTTPS request to the hub's service API; network and TLS failures become DevstreamsErrors.
+   * A kept-alive connection the hub closed just as we reused it fails before the request reached it
+   * (ECONNRESET/EPIPE on a reused socket): that one case is sent again, once, on a new connection,
+   * as Node's http documentation advises.
+   */
+  private call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal, retried = false): Promise<HubResponse> {
     return new Promise<HubResponse>((resolve, reject) => {
       const req = httpsRequest(
         { host: this.host, port: this.port, method, path, agent: this.agent, headers: { authorization: this.authorization(), ...headers }, timeout: timeoutMs, ...(signal ? { signal } : {}) },
@@ -106,7 +111,13 @@ export class HubClient {
       );
       req.on('timeout', () => req.destroy(Object.assign(new Error('the hub did not answer in time'), { code: 'ETIMEDOUT' })));
       // networkError is async (it may look at the certificate once more): reject with its result.
-      req.on('error', (err) => void this.networkError(err).then(reject, reject));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+          this.call(method, path, headers, timeoutMs, signal, true).then(resolve, reject);
+          return;
+        }
+        void this.networkError(err).then(reject, reject);
+      });
       req.end();
     });
   }
