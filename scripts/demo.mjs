@@ -13,6 +13,7 @@ const bundle = join(root, 'dist', 'devstreams.cjs');
 const state = resolve(process.env.DEMO_DIR ?? join(root, '.demo'));
 const hubDir = join(state, 'hub');
 const check = process.env.DEMO_CHECK === '1';
+const cli = 'node dist/devstreams.cjs';
 const children = [];
 
 function run(args, env = {}) {
@@ -47,12 +48,18 @@ function run(args, env = {}) {
   return child;
 }
 
-async function runToEnd(args) {
-  const child = run(args);
+async function runToEnd(args, env = {}) {
+  const child = run(args, env);
   const code = await new Promise((r) => child.on('exit', r));
   await new Promise((r) => setImmediate(r));
   if (code !== 0) throw new Error(`devstreams ${args.join(' ')} failed:\n${child.lines.join('\n')}`);
   return child.lines.filter((l) => !l.startsWith('{')).pop();
+}
+
+/** `  command   # comment` lines with the comments in one column. */
+function aligned(rows) {
+  const width = Math.max(...rows.map(([c]) => c.length));
+  return rows.map(([c, note]) => `  ${c.padEnd(width)}   # ${note}`);
 }
 
 function portOpen(port) {
@@ -79,6 +86,7 @@ async function main() {
   await new Promise((r) => web.listen(0, '127.0.0.1', r));
   const webPort = web.address().port;
   const sshdRunning = await portOpen(22);
+  const shell = ['/bin/bash', '/bin/sh'].find((f) => existsSync(f));
 
   const hub = run(['hub', '--data-dir', hubDir, '--listen', `127.0.0.1:${process.env.DEMO_HUB_PORT ?? 0}`]);
   const hubLine = await hub.waitFor(/^hub listening on /);
@@ -91,7 +99,10 @@ async function main() {
     configFile,
     `# Written by make run. The allowlist: stream name -> local target on the device.\n` +
       `hub:\n  connection_string: "${deviceString}"\n  ca: ${join(hubDir, 'ca.pem')}\n` +
-      `services:\n  web:\n    port: ${webPort}\n  ssh:\n    port: 22\n`,
+      `status_file: ${join(state, 'status.json')}\n` +
+      `services:\n  web:\n    port: ${webPort}\n  ssh:\n    port: 22\n` +
+      // A shell for the demo; it runs as whoever runs make run (a real device says user:).
+      `  shell:\n    pty:\n      command: ${shell}\n`,
     { mode: 0o600 },
   );
   const agent = run(['agent', '--config', configFile]);
@@ -113,6 +124,9 @@ async function main() {
     }).on('error', rej);
   });
   if (!body.startsWith('hello from the device')) throw new Error(`self-check got: ${body}`);
+  // And one command through the shell service, as a script would run it.
+  const echoed = await runToEnd(['shell', '--ca', ca, 'demo-pi', '--', 'echo', 'hello from the shell'], env);
+  if (echoed !== 'hello from the shell') throw new Error(`shell self-check got: ${echoed}`);
 
   process.stdout.write(
     [
@@ -121,6 +135,7 @@ async function main() {
       `  hub            ${hubHost}   (data: ${hubDir}, CA: ${ca})`,
       `  agent config   ${configFile}`,
       `  self-check     a stream to demo-pi/web answered: ${body.trim()}`,
+      `                 shell demo-pi -- echo answered: ${echoed}`,
       '',
       'Reach the device:',
       `  curl http://${webLocal}/             # the device's web service, through the tunnel`,
@@ -128,9 +143,17 @@ async function main() {
         ? `  ssh -p ${sshLocal.split(':').pop()} ${process.env.USER ?? 'user'}@127.0.0.1   # the device's sshd (port 22), through the tunnel`
         : `  (no sshd on port 22 here; with one, ssh -p ${sshLocal.split(':').pop()} user@127.0.0.1 reaches it through the tunnel)`,
       '',
-      'Your own connect port:',
-      `  DEVSTREAMS_CONNECTION_STRING='${serviceString}' \\`,
-      `    node dist/devstreams.cjs connect demo-pi web --listen 127.0.0.1:9000 --ca ${ca}`,
+      'Next, in another terminal:',
+      `  export DEVSTREAMS_CONNECTION_STRING='${serviceString}'`,
+      ...aligned([
+        [`${cli} devices --ca ${ca}`, "the hub's devices, online and health"],
+        [`${cli} shell --ca ${ca} demo-pi`, 'a terminal on the device (exit or Ctrl-D leaves)'],
+        [`${cli} shell --ca ${ca} demo-pi -- uname -a`, 'one command, as in a script'],
+        [`${cli} status --config ${configFile}`, "the agent's own view (on the device)"],
+        [`ssh -o ProxyCommand='${cli} proxy --ca ${ca} %h' ${process.env.USER ?? 'user'}@demo-pi`, `ssh by device name${sshdRunning ? '' : ' (needs an sshd on port 22)'}`],
+        [`${cli} connect demo-pi web --listen 127.0.0.1:9000 --ca ${ca}`, 'your own port, like ssh -L'],
+      ]),
+      '  docs: docs/ssh.md (a ~/.ssh/config block for every device), docs/shell.md, docs/exit-codes.md',
       '',
       check ? 'DEMO_CHECK=1: self-check passed, stopping.' : 'Ctrl-C stops everything.',
       '',

@@ -20,4 +20,6 @@ it('make run starts a hub and an agent and proves a stream works', async () => {
   expect(stdout).toMatch(/self-check {5}a stream to demo-pi\/web answered: hello from the device/);
   expect(stdout).toMatch(/curl http:\/\/127\.0\.0\.1:\d+\//);
   expect(stdout).toContain('self-check passed');
+  expect(stdout).toContain('shell demo-pi -- echo answered: hello from the shell');
+  for (const next of ['devices --ca', 'shell --ca', '-- uname -a', 'status --config', 'proxy --ca']) expect(stdout).toContain(next);
 });
