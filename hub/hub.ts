@@ -166,9 +166,22 @@ export class Hub {
       log.child({ part: 'streaming' }),
       this.opts.handshakeTimeoutMs ?? STREAM_HANDSHAKE_TIMEOUT_S * 1000,
       this.opts.pingIntervalMs,
-      { audit, operatorExists: (name) => operators.get(name) !== undefined },
+      {
+        audit,
+        operatorExists: (name) => operators.get(name) !== undefined,
+        // On an external broker a device need not be in this registry; a disabled one is refused either way.
+        deviceRevoked: (id) => {
+          const record = registry.get(id);
+          if (record?.status === 'disabled') return `device "${id}" is disabled`;
+          return !record && !external ? `device "${id}" was removed` : undefined;
+        },
+      },
     );
     this.endpoint.start();
+    // A device removed or disabled loses its open streams too, not only its MQTT session (hub/broker.ts).
+    registry.on('change', ({ deviceId, change }) => {
+      if (change === 'removed' || change === 'disabled') this.endpoint?.endDeviceStreams(deviceId, `device ${change}`);
+    });
     const admission = new Admission({ ...DEFAULT_ADMISSION, ...this.opts.admission }, log.child({ part: 'admission' }));
     this.admission = admission;
     this.endpoint.onTokenAccepted = (socket) => admission.authenticated(socket);

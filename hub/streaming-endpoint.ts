@@ -36,6 +36,8 @@ export interface StreamingAuditing {
   audit?: StreamAudit;
   /** False once the operator a service token names was removed: its unused tokens are refused. */
   operatorExists?: (name: string) => boolean;
+  /** Why a device may no longer stream (removed, disabled), or undefined: its unused tokens are refused. */
+  deviceRevoked?: (deviceId: string) => string | undefined;
 }
 
 /**
@@ -101,6 +103,8 @@ export class StreamingEndpoint {
     if (claims.side === 'service' && claims.operator && this.auditing.operatorExists && !this.auditing.operatorExists(claims.operator)) {
       return refuse(`operator "${claims.operator}" was removed`);
     }
+    const revoked = this.auditing.deviceRevoked?.(claims.deviceId);
+    if (revoked) return refuse(revoked);
     const usedKey = `${claims.streamId}/${claims.side}`;
     if (this.used.has(usedKey)) return refuse('token already used');
     this.used.set(usedKey, claims.exp);
@@ -168,6 +172,29 @@ export class StreamingEndpoint {
     j.device.close(CLOSE.LIMIT, why);
     j.service.close(CLOSE.LIMIT, why);
     return true;
+  }
+
+  /**
+   * Ends every stream of one device, joined or waiting for its partner (1001: each side's local
+   * connection gets a reset): the device was removed or disabled. Returns how many were ended.
+   */
+  endDeviceStreams(deviceId: string, why: string): number {
+    let ended = 0;
+    for (const [streamId, p] of this.pending) {
+      if (p.claims.deviceId !== deviceId) continue;
+      clearTimeout(p.timer);
+      this.pending.delete(streamId);
+      for (const leg of Object.values(p.legs)) leg.close(CLOSE.GOING_AWAY, why);
+      ended++;
+    }
+    for (const j of this.joined.values()) {
+      if (j.claims.deviceId !== deviceId) continue;
+      j.device.close(CLOSE.GOING_AWAY, why);
+      j.service.close(CLOSE.GOING_AWAY, why);
+      ended++;
+    }
+    if (ended > 0) this.log.warn({ device: deviceId, streams: ended, why }, 'ending the streams of a device whose credentials were revoked');
+    return ended;
   }
 
   /** Joined streams of one device on this hub (`devstreams devices`). */

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as mqttConnect, type MqttClient } from 'mqtt';
@@ -178,6 +179,36 @@ describe('credentials end sessions (real hub process)', () => {
     expect((await dev.closedAt) - changedAt).toBeLessThan(10_000);
     await hub.waitForLine(/"device":"pi-edit".*"why":"device removed from the registry"/);
   }, 40_000);
+
+  it('disabling a device also ends its open streams (the service side sees a reset)', async () => {
+    const cs = formatDeviceConnectionString({ hostName: host, deviceId: 'pi-live', sharedAccessKey: registry.add('pi-live').primary_key });
+    const secret = join(dir, 'pi-live.secret');
+    writeFileSync(secret, `${cs}\n`, { mode: 0o600 });
+    const config = join(dir, 'pi-live.yaml');
+    writeFileSync(config, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\ntelemetry:\n  interval: off\nservices:\n  echo:\n    port: ${echo.port}\n`);
+    const agent = runCli(['agent', '--config', config]);
+    agents.push(agent);
+    await agent.waitForLine(/listening for stream requests/);
+    const port = new Connect({ client, deviceId: 'pi-live', service: 'echo', listen: { host: '127.0.0.1', port: 0 }, log: silentLogger() });
+    await port.start();
+    try {
+      const socket = netConnect({ host: '127.0.0.1', port: port.address.port });
+      const ended = new Promise<string>((resolve) => {
+        socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+        socket.on('close', () => resolve('closed'));
+      });
+      const echoed = new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString())));
+      socket.write('before');
+      expect(await echoed).toBe('before');
+      const disabledAt = Date.now();
+      expect((await runCliToEnd(['hub', 'disable-device', 'pi-live', '--data-dir', dir])).code).toBe(0);
+      expect(await ended).toBe('ECONNRESET');
+      expect(Date.now() - disabledAt).toBeLessThan(10_000);
+      await hub.waitForLine(/"device":"pi-live".*ending the streams of a device whose credentials were revoked/);
+    } finally {
+      await port.stop();
+    }
+  }, 60_000);
 
   it('an X.509 session ends when its client certificate expires', async () => {
     registry.add('pi-cert', { x509: true });
