@@ -7,6 +7,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { lastLine, runCli, runCliToEnd, type CliProcess } from './helpers/cli';
+import { call, startConsoleHub, type Reply } from './helpers/console';
 import { startBrowser } from './helpers/browser';
 import { startDeviceWeb } from './helpers/device-web';
 
@@ -54,16 +55,8 @@ function terminalUpgradeStatus(port: number, cookie: string): Promise<number> {
   });
 }
 
-function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
-  return new Promise((resolveRes, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers, rejectUnauthorized: false }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolveRes({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+function get(port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> {
+  return call(port, 'GET', path, headers);
 }
 
 /** A terminal WebSocket with a session cookie, once the hub said the device's PTY is open; and its close code. */
@@ -101,7 +94,7 @@ function signIn(port: number, operator: string, key: string): Promise<{ status: 
 describe('hub web console (Chromium)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-console-'));
   const dataDir = join(dir, 'hub');
-  let hub: CliProcess & { port: number };
+  let hub: CliProcess & { port: number; pagesPort: number };
   /** The hub's second port, for devices' own pages. */
   let pagesPort: number;
   const agents: CliProcess[] = [];
@@ -139,10 +132,8 @@ describe('hub web console (Chromium)', () => {
 
   beforeAll(async () => {
     web = await startDeviceWeb();
-    const proc = runCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--device-pages-listen', '127.0.0.1:0']);
-    const line = await proc.waitForLine(/^hub listening on /);
-    hub = Object.assign(proc, { port: Number(/:(\d+) /.exec(line)![1]) });
-    pagesPort = Number(/(\d+)$/.exec(await proc.waitForLine(/^device pages on port \d+$/))![1]);
+    hub = await startConsoleHub(dataDir);
+    pagesPort = hub.pagesPort;
     base = `https://127.0.0.1:${hub.port}`;
     const svc = await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir]);
     serviceKey = /SharedAccessKey=([^;]+)/.exec(lastLine(svc.stdout))![1]!;

@@ -171,8 +171,10 @@ export class HubConsole {
       return sendJson(res, 429, { error: `too many sign-in attempts: retry in ${wait} s` }, { 'retry-after': String(wait) });
     }
     const body = await readJsonBody(req);
-    const operator = typeof body?.operator === 'string' ? body.operator.slice(0, MAX_NAME_CHARS) : '';
-    const key = typeof body?.key === 'string' ? body.key.slice(0, 1024) : '';
+    if (body === 'too-large') return sendJson(res, 413, { error: 'sign-in body too large' }, { connection: 'close' });
+    if (body === 'malformed') return sendJson(res, 400, { error: 'sign-in wants a JSON object {"operator", "key"}' });
+    const operator = typeof body.operator === 'string' ? body.operator.slice(0, MAX_NAME_CHARS) : '';
+    const key = typeof body.key === 'string' ? body.key.slice(0, 1024) : '';
     const ok = operator && key ? this.deps.operators.verify(operator, key) : undefined;
     if (!ok) {
       this.deps.log.warn({ operator: operator.replace(/[^\x20-\x7e]/g, '?'), remote }, 'console sign-in refused: wrong operator or key');

@@ -43,14 +43,17 @@ export function fromSameOrigin(req: IncomingMessage): boolean {
   return site === undefined || site === 'same-origin';
 }
 
-/** Reads a small JSON body: undefined when it is too large, too slow, not JSON or not an object. */
-export function readJsonBody(req: IncomingMessage, maxBytes = MAX_JSON_BODY_BYTES): Promise<Record<string, unknown> | undefined> {
+/** Why a body was not read: over the size limit, or anything else (too slow, not a JSON object). */
+export type BodyRefusal = 'too-large' | 'malformed';
+
+/** Reads a small JSON object body; what is past the limit is read and dropped (memory stays bounded). */
+export function readJsonBody(req: IncomingMessage, maxBytes = MAX_JSON_BODY_BYTES): Promise<Record<string, unknown> | BodyRefusal> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const timer = setTimeout(() => finish(undefined), BODY_TIMEOUT_MS);
+    const timer = setTimeout(() => finish('malformed'), BODY_TIMEOUT_MS);
     let done = false;
-    const finish = (v: Record<string, unknown> | undefined): void => {
+    const finish = (v: Record<string, unknown> | BodyRefusal): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -60,17 +63,17 @@ export function readJsonBody(req: IncomingMessage, maxBytes = MAX_JSON_BODY_BYTE
     };
     const onData = (c: Buffer): void => {
       size += c.length;
-      if (size > maxBytes) return finish(undefined);
+      if (size > maxBytes) return finish('too-large');
       chunks.push(c);
     };
     req.on('data', onData);
-    req.on('error', () => finish(undefined));
+    req.on('error', () => finish('malformed'));
     req.on('end', () => {
       try {
         const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        finish(v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+        finish(v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : 'malformed');
       } catch {
-        finish(undefined);
+        finish('malformed');
       }
     });
   });
