@@ -161,6 +161,8 @@ export class Hub {
       ? new ExternalBroker({ ...external, instanceId, log: log.child({ part: 'broker' }) })
       : new EmbeddedBroker(registry, log.child({ part: 'broker' }));
     await this.broker.start();
+    /** Ids removed from the registry since this hub started: their unused stream tokens are refused. */
+    const removedDevices = new Set<string>();
     this.endpoint = new StreamingEndpoint(
       secrets.stream_signing_key,
       log.child({ part: 'streaming' }),
@@ -169,17 +171,19 @@ export class Hub {
       {
         audit,
         operatorExists: (name) => operators.get(name) !== undefined,
-        // On an external broker a device need not be in this registry; a disabled one is refused either way.
+        // Disabled, or removed while this hub runs (a device need not be in the registry at all on
+        // an external broker, and tests forge tokens for unregistered ids).
         deviceRevoked: (id) => {
-          const record = registry.get(id);
-          if (record?.status === 'disabled') return `device "${id}" is disabled`;
-          return !record && !external ? `device "${id}" was removed` : undefined;
+          if (registry.get(id)?.status === 'disabled') return `device "${id}" is disabled`;
+          return removedDevices.has(id) ? `device "${id}" was removed` : undefined;
         },
       },
     );
     this.endpoint.start();
     // A device removed or disabled loses its open streams too, not only its MQTT session (hub/broker.ts).
     registry.on('change', ({ deviceId, change }) => {
+      if (change === 'removed') removedDevices.add(deviceId);
+      if (change === 'added') removedDevices.delete(deviceId);
       if (change === 'removed' || change === 'disabled') this.endpoint?.endDeviceStreams(deviceId, `device ${change}`);
     });
     const admission = new Admission({ ...DEFAULT_ADMISSION, ...this.opts.admission }, log.child({ part: 'admission' }));
