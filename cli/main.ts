@@ -93,6 +93,10 @@ export function buildProgram(): Command {
 
   program.addCommand(provisionCommand());
   registerSshCommands(program);
+  program
+    .command('completion')
+    .description('print a bash completion script (devstreams completion > /etc/bash_completion.d/devstreams)')
+    .action(async () => void process.stdout.write((await import('./completion')).bashCompletion(program)));
 
   return program;
 }

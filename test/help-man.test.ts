@@ -22,3 +22,26 @@ describe('the man page (packaging/devstreams.1)', () => {
     for (const code of Object.values(EXIT)) expect(man).toMatch(new RegExp(`^\\.B ${code}$`, 'm'));
   });
 });
+
+describe('bash completion (devstreams completion)', () => {
+  it('completes subcommands, hub subcommands and options from the command tree', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { runCliToEnd } = await import('./helpers/cli');
+    const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const r = await runCliToEnd(['completion']);
+    expect(r.code).toBe(0);
+    const dir = mkdtempSync(join(tmpdir(), 'devstreams-completion-'));
+    try {
+      writeFileSync(join(dir, 'c.sh'), `${r.stdout}\n`);
+      const complete = (...words: string[]): string =>
+        execFileSync('bash', ['-c', `source ${join(dir, 'c.sh')}; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _devstreams; echo "\${COMPREPLY[*]}"`, 'bash', 'devstreams', ...words], { encoding: 'utf8' }).trim();
+      expect(complete('sh')).toBe('shell');
+      expect(complete('hub', 'add')).toBe('add-device add-operator');
+      expect(complete('shell', '--t')).toBe('--tty --timeout');
+      expect(complete('hub', 'add-device', '--d')).toBe('--data-dir');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
