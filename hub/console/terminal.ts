@@ -112,6 +112,9 @@ export function bridgeTerminal(browser: WebSocket, device: WebSocket, ctx: Termi
       if (msg?.type === 'exit') exit = { code: typeof msg.code === 'number' ? msg.code : null, signal: typeof msg.signal === 'string' ? msg.signal : null };
     },
   });
+  // What to start, before anything else, to a device that runs commands (exec): its shell on a
+  // terminal. Without it such a device waits a few seconds for this before starting the shell.
+  tunnel.sendControl({ type: 'exec', tty: true });
   // Sent only when the device announced `resize` (an IoT Hub SDK device gets bytes alone).
   sendSize = (size) => tunnel.sendControl({ type: 'resize', ...size });
   sendEvent(browser, { type: 'open' });
