@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -33,6 +34,40 @@ function asciiComments() {
   };
 }
 
+/**
+ * The hub's web console for the browser (hub/console/client, xterm.js included): app.js, app.css and
+ * login.js. Plain TypeScript and xterm.js, bundled and minified by esbuild: no other build tool.
+ */
+export const consoleOptions = {
+  entryPoints: { app: 'hub/console/client/app.ts', login: 'hub/console/client/login.ts' },
+  outdir: 'dist/console',
+  bundle: true,
+  platform: 'browser',
+  format: 'iife',
+  target: ['chrome100', 'firefox100', 'safari15'],
+  minify: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  write: false,
+};
+
+/**
+ * The console's files go into the bundle gzipped and base64-encoded (about 125 kB; ASCII, so the
+ * one-byte source stays one-byte), read only inside the hub's console module: the single executables
+ * and the .deb carry the console with nothing beside them. Also written to dist/console/ to look at.
+ */
+async function consoleAssets() {
+  const out = await build(consoleOptions);
+  mkdirSync('dist/console', { recursive: true });
+  const files = {};
+  for (const f of out.outputFiles) {
+    const name = f.path.split('/').pop();
+    writeFileSync(`dist/console/${name}`, f.contents);
+    files[name] = gzipSync(f.contents, { level: 9 }).toString('base64');
+  }
+  return files;
+}
+
 /** The esbuild options of the bundle; scripts/binary/build.mjs reuses them for the single executables. */
 export const bundleOptions = {
   entryPoints: ['cli/index.ts'],
@@ -51,29 +86,15 @@ export const bundleOptions = {
   define: {
     __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version),
     __DEVSTREAMS_COMMIT__: JSON.stringify(commit),
+    // A string, not an object: esbuild inlines it where it is read (one function of the hub's console),
+    // where an object would be built by every module's initializer in every subcommand.
+    __DEVSTREAMS_CONSOLE_ASSETS__: JSON.stringify(JSON.stringify(await consoleAssets())),
   },
   logLevel: 'warning',
   plugins: [asciiComments()],
 };
 
-/**
- * The hub's web console for the browser (hub/console/client, xterm.js included): dist/console/app.js,
- * app.css and login.js, which the hub reads at start (hub/console/assets.ts). Plain TypeScript and
- * xterm.js, bundled and minified by esbuild: no other build tool.
- */
-export const consoleOptions = {
-  entryPoints: { app: 'hub/console/client/app.ts', login: 'hub/console/client/login.ts' },
-  outdir: 'dist/console',
-  bundle: true,
-  platform: 'browser',
-  format: 'iife',
-  target: ['chrome100', 'firefox100', 'safari15'],
-  minify: true,
-  legalComments: 'none',
-  logLevel: 'warning',
-};
-
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   mkdirSync('dist', { recursive: true });
-  await Promise.all([build(bundleOptions), build(consoleOptions)]);
+  await build(bundleOptions);
 }

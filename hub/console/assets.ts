@@ -1,11 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
+
+/** Set by scripts/build.mjs: JSON of each console file gzipped, base64. Running from source: read from disk. */
+declare const __DEVSTREAMS_CONSOLE_ASSETS__: string | undefined;
 
 /**
  * The console's files: the browser code and styles that `scripts/build.mjs` bundles with esbuild
- * into dist/console/ next to dist/devstreams.cjs (xterm.js included, nothing from a CDN), and the
- * two HTML pages, written here. Read once, when the hub starts; only the `hub` subcommand does.
+ * (xterm.js included, nothing from a CDN) and embeds in dist/devstreams.cjs, and the two HTML pages,
+ * written here. Decoded once, when the hub starts; only the `hub` subcommand does.
  */
 export const ASSET_FILES = {
   'app.js': 'text/javascript; charset=utf-8',
@@ -71,11 +74,21 @@ const APP_BODY = `<header class="top">
 <div id="tabs" class="tabs"></div>
 <main id="view"></main>`;
 
-/** Loads the bundled files from `dir` (dist/console); throws with the path when they were not built. */
-export function loadAssets(dir = join(__dirname, 'console')): ConsoleAssets {
+/**
+ * The files embedded in the bundle, or (running from source, or `dir` given) read from `dir`
+ * (dist/console); throws with the path when they were not built.
+ */
+export function loadAssets(dir?: string): ConsoleAssets {
+  const embedded = dir === undefined && typeof __DEVSTREAMS_CONSOLE_ASSETS__ === 'string' ? (JSON.parse(__DEVSTREAMS_CONSOLE_ASSETS__) as Record<string, string>) : undefined;
   const files = new Map<string, { body: Buffer; gzip: Buffer; type: string }>();
   for (const [name, type] of Object.entries(ASSET_FILES)) {
-    const body = readFileSync(join(dir, name));
+    const packed = embedded?.[name];
+    if (packed !== undefined) {
+      const gzip = Buffer.from(packed, 'base64');
+      files.set(name, { body: gunzipSync(gzip), gzip, type });
+      continue;
+    }
+    const body = readFileSync(join(dir ?? join(__dirname, 'console'), name));
     files.set(name, { body, gzip: gzipSync(body), type });
   }
   return { files, loginPage: page('Sign in · devstreams hub', LOGIN_BODY, 'login.js'), appPage: page('devstreams hub', APP_BODY, 'app.js') };
