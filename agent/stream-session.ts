@@ -7,6 +7,7 @@ import { startTunnel, type Tunnel } from '../core/tunnel';
 import { CLOSE, type StreamRequest } from '../wire';
 import { STREAM_CONNECT_TIMEOUT_MS, dialStream, type DialOptions } from '../core/stream-dial';
 import { closeStreamSocket } from '../core/ws-sink';
+import { describeFdExhaustion, isFdExhaustion } from '../core/fd-limit';
 import type { TcpServiceConfig } from './config';
 import type { AuditRecord } from './audit';
 
@@ -76,11 +77,15 @@ export class TcpStreamSession {
     if (wsResult.status === 'rejected') {
       if (targetResult.status === 'fulfilled') targetResult.value.destroy();
       ws.terminate();
-      return { outcome: 'stream-failed', bytes_to_target: 0, bytes_from_target: 0, duration_ms: elapsed(), reason: `streaming endpoint: ${(wsResult.reason as Error).message}` };
+      const err = wsResult.reason as Error;
+      const reason = `streaming endpoint: ${isFdExhaustion(err) ? describeFdExhaustion(err) : err.message}`;
+      this.ctx.log.warn({ err: (err as NodeJS.ErrnoException).code }, `stream failed: cannot dial the ${reason}`);
+      return { outcome: 'stream-failed', bytes_to_target: 0, bytes_from_target: 0, duration_ms: elapsed(), reason };
     }
     if (targetResult.status === 'rejected') {
       const err = targetResult.reason as NodeJS.ErrnoException;
-      const reason = `target ${this.targetName} ${err.code === 'ECONNREFUSED' ? 'refused the connection' : `unreachable (${err.code ?? err.message})`}`;
+      const reason = `target ${this.targetName} ${err.code === 'ECONNREFUSED' ? 'refused the connection' : isFdExhaustion(err) ? `unreachable: ${describeFdExhaustion(err)}` : `unreachable (${err.code ?? err.message})`}`;
+      this.ctx.log.warn({ err: err.code }, `stream failed: ${reason}`);
       closeStreamSocket(ws, CLOSE.TARGET_UNAVAILABLE, reason);
       return { outcome: 'target-unavailable', bytes_to_target: 0, bytes_from_target: 0, duration_ms: elapsed(), reason };
     }

@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isDevstreamsError } from '../wire';
 import { EXIT, exitCodeFor } from './exit-codes';
+import { describeFdExhaustion, isFdExhaustion } from '../core/fd-limit';
 import { finishProgram } from './help';
 import { addServiceOptions } from './service-options';
 import { registerSshCommands } from './ssh-commands';
@@ -131,6 +132,11 @@ function reportFailure(err: unknown): void {
     return;
   }
   const e = err as NodeJS.ErrnoException;
+  if (isFdExhaustion(e)) {
+    process.stderr.write(`devstreams: ${describeFdExhaustion(e)}\n`);
+    process.exitCode = EXIT.UNAVAILABLE;
+    return;
+  }
   if (e?.code === 'EADDRINUSE' || e?.code === 'EACCES') {
     process.stderr.write(`devstreams: cannot listen: ${e.message}\n`);
     process.exitCode = EXIT.UNAVAILABLE;

@@ -1,3 +1,5 @@
+import { describeFdExhaustion, isFdExhaustion } from './fd-limit';
+
 /**
  * Turns connection failures into sentences a person can act on: a certificate the agent does not
  * trust (and which CA file it used), refused credentials, a hub that cannot be reached.
@@ -37,6 +39,7 @@ export function describeConnectError(err: unknown, ctx: ConnectErrorContext): st
     return `the hub's certificate at ${ctx.hub} is not trusted (${code}: ${e.message}); ${trust}`;
   }
   if (code === 'ECONNREFUSED') return `cannot reach the hub at ${ctx.hub}: connection refused`;
+  if (isFdExhaustion(e)) return `cannot connect to the hub at ${ctx.hub}: ${describeFdExhaustion(e)}`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve the hub's host name in ${ctx.hub} (DNS: ${code})`;
   if (code === 'ETIMEDOUT' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
     return `cannot reach the hub at ${ctx.hub}: ${code}`;

@@ -1,4 +1,5 @@
 import { DevstreamsError } from '../wire';
+import { describeFdExhaustion, isFdExhaustion } from './fd-limit';
 
 /** Errors that mean "this cannot be created or written here" (sysexits 73); the rest are I/O errors (74). */
 const CANT_CREATE = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOENT', 'ENOTDIR', 'EISDIR', 'EEXIST']);
@@ -13,7 +14,6 @@ const SAYS: Record<string, string> = {
   ENOSPC: 'no space left on device',
   EDQUOT: 'disk quota exceeded',
   EIO: 'input/output error',
-  EMFILE: 'too many open files',
 };
 
 /**
@@ -23,6 +23,7 @@ const SAYS: Record<string, string> = {
 export function fileError(action: 'read' | 'write' | 'create', path: string, err: unknown): DevstreamsError {
   if (err instanceof DevstreamsError) return err;
   const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (isFdExhaustion(err)) return new DevstreamsError('EFILE_IO', `cannot ${action} ${path}: ${describeFdExhaustion(err)}`, { cause: err });
   const cause = SAYS[code] ?? (err as Error).message;
   const code2 = action !== 'read' && CANT_CREATE.has(code) ? 'ECANTCREATE' : 'EFILE_IO';
   return new DevstreamsError(code2, `cannot ${action} ${path}: ${cause}${code ? ` (${code})` : ''}`, { cause: err });

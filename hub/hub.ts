@@ -6,6 +6,8 @@ import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { formatHostName, formatHostPort } from '../core/address';
+import { LISTEN_BACKLOG, describeFdExhaustion, isFdExhaustion } from '../core/fd-limit';
+import { ThrottledWarning } from '../core/log-throttle';
 import type { Logger } from '../core/log';
 import { STREAM_HANDSHAKE_TIMEOUT_S } from '../wire';
 import { EmbeddedBroker } from './broker';
@@ -77,7 +79,7 @@ export const DEFAULT_DRAIN_MS = 30_000;
 function listenOn(server: TlsServer, at: { host: string; port: number }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(at.port, at.host, () => {
+    server.listen({ port: at.port, host: at.host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });
@@ -99,6 +101,8 @@ export class Hub {
   /** The device registry as the hub follows it; its `change` events name each device change. */
   registry?: DeviceRegistry;
   private draining = false;
+  private readonly handshakeTimeouts: ThrottledWarning;
+  private readonly acceptErrors: ThrottledWarning;
   /** Who may use the service side: `verify()` a credential, `revision()`/`change` to notice removal. */
   operators?: OperatorStore;
   /** One audit record per stream (logged; the recent ones kept for the console). */
@@ -106,7 +110,10 @@ export class Hub {
   private console?: HubConsole;
   private pagesServer?: Server;
 
-  constructor(private readonly opts: HubOptions) {}
+  constructor(private readonly opts: HubOptions) {
+    this.handshakeTimeouts = new ThrottledWarning(opts.log.child({ part: 'tls' }));
+    this.acceptErrors = new ThrottledWarning(opts.log.child({ part: 'listen' }));
+  }
 
   /** `HostName` as devices and services must write it. */
   get host(): string {
@@ -239,8 +246,11 @@ export class Hub {
     server.on('clientError', onClientError(log.child({ part: 'http' })));
     server.on('connection', admission.onConnection);
     server.on('tlsClientError', (err, socket) => {
-      log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+      // A timeout is load (or a flood), worth a warning; the rest is clients' business.
+      if ((err as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT') this.handshakeTimeouts.warn({ remote: socket.remoteAddress }, 'TLS handshake timed out: the hub may be overloaded');
+      else log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
     });
+    server.on('error', (err) => this.onAcceptError(err));
     await listenOn(server, listen);
     this.server = server;
     const port = this.port;
@@ -285,9 +295,16 @@ export class Hub {
     });
     server.on('tlsClientError', (err, socket) => this.opts.log.debug({ err: err.message, remote: socket.remoteAddress }, 'MQTT/TLS handshake failed'));
     server.on('connection', admission.onConnection);
+    server.on('error', (err) => this.onAcceptError(err));
     await listenOn(server, at);
     this.mqttServer = server;
     this.opts.log.info({ mqtt_listen: formatHostPort(at.host, this.mqttPort) }, 'MQTT over TLS listening');
+  }
+
+  /** Errors of a listening server are accept errors: out of descriptors, named with the limit. Never fatal. */
+  private onAcceptError(err: Error): void {
+    if (!this.server) return; // not listening yet: listenOn reports it
+    this.acceptErrors.warn({ err: (err as NodeJS.ErrnoException).code ?? err.message }, isFdExhaustion(err) ? `cannot accept connections: ${describeFdExhaustion(err)}` : `cannot accept a connection: ${err.message}`);
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WS_PING_INTERVAL_MS } from '../core/ws-heartbeat';
 import { settledWithin } from '../core/deadline';
+import { ThrottledWarning } from '../core/log-throttle';
 import type { Logger } from '../core/log';
 import { formatBytes } from '../core/format';
 import { CLOSE, EXT_HEADER, HELLO_HEADER, parseBearer, parseExtensionList } from '../wire';
@@ -53,6 +54,9 @@ export class StreamingEndpoint {
   private readonly active = new Set<Leg>();
   private readonly perDevice = new Map<string, number>();
   private streamsTotal = 0;
+  /** Rate-limited warnings whose `total` counts every occurrence since start. */
+  private readonly refusals: ThrottledWarning;
+  private readonly handshakeTimeouts: ThrottledWarning;
   private readonly joined = new Map<string, JoinedStream>();
   /** Called when a stream joins or closes (the console's live view). */
   onStreamsChanged?: () => void;
@@ -68,7 +72,10 @@ export class StreamingEndpoint {
     private readonly handshakeTimeoutMs: number,
     private readonly pingIntervalMs = WS_PING_INTERVAL_MS,
     private readonly auditing: StreamingAuditing = {},
-  ) {}
+  ) {
+    this.refusals = new ThrottledWarning(log);
+    this.handshakeTimeouts = new ThrottledWarning(log);
+  }
 
   start(): void {
     this.sweepTimer = setInterval(() => {
@@ -76,6 +83,11 @@ export class StreamingEndpoint {
       for (const [k, exp] of this.used) if (exp <= now) this.used.delete(k);
     }, 10_000);
     this.sweepTimer.unref();
+  }
+
+  /** Streaming connections refused (bad or reused tokens) and streams whose partner never came, since start. */
+  get counts(): { refused: number; handshakeTimeouts: number } {
+    return { refused: this.refusals.total, handshakeTimeouts: this.handshakeTimeouts.total };
   }
 
   get activeStreams(): number {
@@ -91,7 +103,7 @@ export class StreamingEndpoint {
     }
     const token = parseBearer(req.headers.authorization);
     const refuse = (why: string): void => {
-      this.log.warn({ stream: streamId.slice(0, 64).replace(/[^\x20-\x7e]/g, '?'), why, remote: req.socket.remoteAddress }, 'streaming connection refused');
+      this.refusals.warn({ stream: streamId.slice(0, 64).replace(/[^\x20-\x7e]/g, '?'), why, remote: req.socket.remoteAddress }, `streaming connection refused: ${why}`);
       const body = JSON.stringify({ errorCode: 401002, message: `stream connection refused: ${why}` });
       refuseOnSocket(socket, 401, body, 'application/json');
     };
@@ -261,7 +273,7 @@ export class StreamingEndpoint {
     this.pending.delete(streamId);
     for (const [side, leg] of Object.entries(p.legs)) {
       const other = side === 'device' ? 'service' : 'device';
-      this.log.warn({ stream: streamId.slice(0, 8), device: p.claims.deviceId, waiting: side }, `stream handshake timed out: the ${other} never connected`);
+      this.handshakeTimeouts.warn({ stream: streamId.slice(0, 8), device: p.claims.deviceId, waiting: side }, `stream handshake timed out: the ${other} never connected`);
       leg.close(CLOSE.HANDSHAKE_TIMEOUT, `the ${other} did not connect within ${Math.round(this.handshakeTimeoutMs / 1000)} s`);
       this.auditing.audit?.record({ ...this.auditAbout(p), outcome: 'timeout', reason: `the ${other} never connected to the streaming endpoint`, duration_ms: Date.now() - p.startedAt });
     }

@@ -4,6 +4,7 @@ import { formatBytes } from '../core/format';
 import type { Logger } from '../core/log';
 import { resetLocal, startTunnel } from '../core/tunnel';
 import { closeStreamSocket } from '../core/ws-sink';
+import { LISTEN_BACKLOG, describeFdExhaustion, isFdExhaustion } from '../core/fd-limit';
 import { ThrottledWarning } from '../core/log-throttle';
 import { SetupGate } from '../core/setup-gate';
 import { CLOSE, DevstreamsError, STREAM_HANDSHAKE_TIMEOUT_S, isDevstreamsError } from '../wire';
@@ -56,11 +57,13 @@ export class Connect {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => this.onConnection(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
+      server.listen({ port: this.opts.listen.port, host: this.opts.listen.host, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });
     });
+    // Once listening, errors are accept errors (out of descriptors): named with the limit, never fatal.
+    server.on('error', (err) => this.refusals.warn({ err: (err as NodeJS.ErrnoException).code }, `cannot accept a connection: ${isFdExhaustion(err) ? describeFdExhaustion(err) : err.message}`));
     this.server = server;
   }
 

@@ -1,7 +1,10 @@
+import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_SETUPS, MAX_SETUPS_WAITING, SETUP_WAIT_MS } from '../service/connect';
+import { BUNDLE } from './helpers/cli';
 import { startProcessWorld, type ProcessWorld } from './helpers/process-world';
 
 const SETUP_TIMEOUT_MS = 3_000;
@@ -61,4 +64,33 @@ describe('connect is bounded against a frozen hub', () => {
     expect(world.connect.stderr.filter((l) => l.includes('connection refused')).length).toBeLessThan(10);
     expect(world.connect.proc.exitCode).toBeNull();
   }, 90_000);
+});
+
+describe('descriptor exhaustion is named', () => {
+  it('connect out of descriptors logs the limit and how to raise it, and keeps running', async () => {
+    const world = await startProcessWorld();
+    // ulimit -n 40: enough to start (about 20 descriptors), not for 60 connections at once.
+    const proc = spawn('sh', ['-c', `ulimit -n 40 && exec "${process.execPath}" "${BUNDLE}" connect pi-world echo --listen 127.0.0.1:0 --ca '${join(world.dataDir, 'ca.pem')}'`], {
+      env: { ...process.env, DEVSTREAMS_LOG_FORMAT: 'json', DEVSTREAMS_CONNECTION_STRING: world.serviceString },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!/listening on /.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const port = Number(/:(\d+),/.exec(out)![1]);
+      const clients = Array.from({ length: 60 }, () => netConnect(port, '127.0.0.1').on('error', () => undefined));
+      while (!/too many open files/.test(err) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const c of clients) c.destroy();
+      // Whichever ran out first (accepting a client or dialing the hub), the line names the limit and the fix.
+      expect(err).toMatch(/(cannot accept a connection|stream to pi-world\/echo failed: cannot connect to the hub at [^:]+:\d+): too many open files \(EMFILE\): this process may have 40 open at once; raise it with LimitNOFILE=/);
+      expect(proc.exitCode).toBeNull();
+    } finally {
+      proc.kill('SIGKILL');
+      await world.stop();
+    }
+  }, 60_000);
 });
