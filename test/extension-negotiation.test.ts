@@ -42,6 +42,7 @@ describe('extension negotiation', () => {
 
   beforeAll(async () => {
     stack = await startStack();
+    stack.deviceConnectionString('pi-001'); // registers the device the tokens below name
   });
   afterAll(async () => {
     await stack?.stop();

@@ -86,6 +86,7 @@ describe('hub frame relay', () => {
 
   beforeAll(async () => {
     stack = await startStack();
+    stack.deviceConnectionString('pi-001'); // registers the device the tokens below name
   });
   afterAll(async () => {
     await stack?.stop();
