@@ -17,6 +17,7 @@ import { startCliStack, startSocatChain, type CliStack, type SocatChain } from '
 import { closeAll, nowMs, openVerified, payload, pingPong, pool, setupOnce, startFlood, stalledReader, sustained } from './clients';
 import { GiB, MB, dist, round, type Dist } from './stats';
 import { evaluateTargets, renderMarkdown, renderSvg, type BenchResults } from './report';
+import { measureHostile } from './hostile';
 
 const NODE = process.execPath;
 
@@ -104,6 +105,9 @@ async function main(): Promise<void> {
     rateConcurrency: 32,
     floodBytes: Q ? 256 * 1024 * 1024 : GiB,
     stallSeconds: Q ? 3 : 6,
+    hostileConnections: 200,
+    // Past the hub's 10 s deadlines, so what they cut shows.
+    hostileHoldSeconds: Q ? 4 : 12,
   };
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
   say(`working in ${dir}${Q ? ' (quick)' : ''}`);
@@ -322,6 +326,12 @@ async function main(): Promise<void> {
     const rssAfterRun = rssBytes(agentPid);
     const agentActiveAfterRun = await stack.agentMetric('devstreams_streams_active');
 
+    // ---- hostile unauthenticated connections (bench/hostile.ts, docs/security.md) ----
+    say(`${cfg.hostileConnections} hostile unauthenticated connections at once, held ${cfg.hostileHoldSeconds} s`);
+    const hubPort = Number(/:(\d+)\s/.exec(stack.hub.lines.find((l) => l.startsWith('hub listening on ')) ?? '')?.[1]);
+    const hostile = await measureHostile({ hubPid, port: hubPort, count: cfg.hostileConnections, holdSeconds: cfg.hostileHoldSeconds });
+    say(`  hub RSS ${mb(hostile.rssBefore)} → peak ${mb(hostile.rssPeak)} → after ${mb(hostile.rssAfter)} MB; ${hostile.closedByHub} cut by the hub`);
+
     // ---- footprint ----
     const footprint: BenchResults['footprint'] = { bundleBytes: statSync(opts.bundle).size, executables: {} };
     const distDir = join(opts.bundle, '..');
@@ -374,6 +384,7 @@ async function main(): Promise<void> {
         drained: { bytes: drained.bytes, exact: drained.exact && drained.bytes === cfg.floodBytes, mbPerS: round(drained.bytes / drained.seconds / MB, 1) },
       },
       cpu,
+      hostile,
       footprint,
       durationS: 0,
       targets: [],

@@ -1,3 +1,4 @@
+import type { HostileResult } from './hostile';
 import { MB, round, type Dist } from './stats';
 
 type Paths<T> = { direct: T; socat: T; tunnel: T };
@@ -47,6 +48,8 @@ export interface BenchResults {
     peakRssDraining: number;
     drained: { bytes: number; exact: boolean; mbPerS: number };
   };
+  /** Hub RSS under hostile unauthenticated connections (bench/hostile.ts); absent in older results. */
+  hostile?: HostileResult;
   cpu: {
     agentSecPerGiB: number;
     hubSecPerGiB: number;
@@ -166,6 +169,10 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
   row('bytes the device got to write while the reader stalled', `${mb(m.writtenWhileStalled)} MB`);
   row('hub RSS growth while stalled', `${mb(m.hubGrowthStalled)} MB`);
   row(`then drained ${mb(m.floodBytes)} MB`, `${m.drained.exact ? 'byte-exact' : '**NOT byte-exact**'} at ${m.drained.mbPerS} MB/s, agent peak ${mb(m.peakRssDraining)} MB`);
+  if (r.hostile) {
+    const h = r.hostile;
+    row(`hub RSS with ${h.connections} hostile unauthenticated connections at once (${h.holdSeconds} s; bench/hostile.ts)`, `+${mb(h.rssPeak - h.rssBefore)} MB at peak (${mb(h.rssBefore)} → ${mb(h.rssPeak)} MB), ${mb(h.rssAfter)} MB after; ${h.closedByHub} cut by the hub`);
+  }
   lines.push('', '## CPU seconds per GiB relayed (both directions of the iperf3 runs)', '');
   row('hop', 'devstreams s/GiB', 'socat s/GiB', 'ratio');
   row('---', '---:', '---:', '---:');
