@@ -210,7 +210,7 @@ export class Hub {
         devices,
         endpoint: this.endpoint,
         audit,
-        openStream: streamOpener(api, localHost, Buffer.from(tls.ca.certPem)),
+        openStream: streamOpener(api, this.endpoint, localHost, Buffer.from(tls.ca.certPem)),
         ...(this.opts.consoleAssetsDir ? { assetsDir: this.opts.consoleAssetsDir } : {}),
         devicePagesPort: () => this.devicePagesPort || undefined,
       });

@@ -58,6 +58,8 @@ export class StreamingEndpoint {
   private readonly refusals: ThrottledWarning;
   private readonly handshakeTimeouts: ThrottledWarning;
   private readonly joined = new Map<string, JoinedStream>();
+  /** Browsers' addresses of streams the console opened on their behalf (its own dial comes from loopback). */
+  private readonly consoleRemotes = new Map<string, { remote: string; exp: number }>();
   /** Called when a stream joins or closes (the console's live view). */
   onStreamsChanged?: () => void;
   private sweepTimer?: NodeJS.Timeout;
@@ -81,6 +83,7 @@ export class StreamingEndpoint {
     this.sweepTimer = setInterval(() => {
       const now = Date.now();
       for (const [k, exp] of this.used) if (exp <= now) this.used.delete(k);
+      for (const [k, c] of this.consoleRemotes) if (c.exp <= now) this.consoleRemotes.delete(k);
     }, 10_000);
     this.sweepTimer.unref();
   }
@@ -147,7 +150,10 @@ export class StreamingEndpoint {
       this.pending.set(claims.streamId, p);
     }
     p.legs[claims.side] = leg;
-    if (claims.side === 'service') p.serviceRemote = remote;
+    if (claims.side === 'service') {
+      p.serviceRemote = this.consoleRemotes.get(claims.streamId)?.remote ?? remote;
+      this.consoleRemotes.delete(claims.streamId);
+    }
     const { device, service } = p.legs;
     if (device && service) {
       clearTimeout(p.timer);
@@ -169,6 +175,11 @@ export class StreamingEndpoint {
       deviceToService: j.device.bytes,
       serviceToDevice: j.service.bytes,
     };
+  }
+
+  /** The console is about to join `streamId` as the service side for a browser at `remote`: the audit names the browser. */
+  openedByConsole(streamId: string, remote: string, exp: number): void {
+    this.consoleRemotes.set(streamId, { remote, exp });
   }
 
   /** The joined streams, oldest first. */

@@ -60,10 +60,11 @@ function get(port: number, path: string, headers: Record<string, string> = {}): 
 }
 
 /** A terminal WebSocket with a session cookie, once the hub said the device's PTY is open; and its close code. */
-async function openTerminalSocket(port: number, cookie: string): Promise<{ ws: WebSocket; closed: Promise<number> }> {
+async function openTerminalSocket(port: number, cookie: string, localAddress?: string): Promise<{ ws: WebSocket; closed: Promise<number> }> {
   const ws = new WebSocket(`wss://127.0.0.1:${port}/console/api/terminal?device=pi-001&service=shell`, {
     rejectUnauthorized: false,
     headers: { cookie, origin: `https://127.0.0.1:${port}` },
+    ...(localAddress ? { localAddress } : {}),
   });
   const opened = new Promise<void>((done, fail) => {
     ws.on('message', (d, isBinary) => !isBinary && String(d).includes('"open"') && done());
@@ -289,9 +290,11 @@ describe('hub web console (Chromium)', () => {
     expect((await signIn(hub.port, 'alice', 'wrong')).status).toBe(401);
     const { status, cookie } = await signIn(hub.port, 'alice', key);
     expect(status).toBe(200);
-    const { closed } = await openTerminalSocket(hub.port, cookie!);
+    // From another loopback address than the hub's own dial: the audit names the browser's.
+    const { closed } = await openTerminalSocket(hub.port, cookie!, '127.0.0.2');
     expect((await runCliToEnd(['hub', 'remove-operator', 'alice', '--data-dir', dataDir])).code).toBe(0);
     expect(await closed).toBe(4004);
+    await hub.waitForLine(/"audit":"stream".*"operator":"alice","remote":"127\.0\.0\.2","device":"pi-001","service":"shell"/);
     expect((await get(hub.port, '/console/api/session', { cookie: cookie! })).status).toBe(401);
     expect(await terminalUpgradeStatus(hub.port, cookie!)).toBe(401);
   });

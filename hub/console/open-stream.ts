@@ -1,6 +1,7 @@
 import { WebSocket } from 'ws';
 import { dialStream } from '../../core/stream-dial';
 import type { ServiceApi } from '../service-api';
+import type { StreamingEndpoint } from '../streaming-endpoint';
 
 /** How long the console waits for a device to answer and for the stream to join. */
 export const CONSOLE_STREAM_TIMEOUT_S = 20;
@@ -30,7 +31,7 @@ export type StreamOpener = (deviceId: string, service: string, who: OnBehalfOf) 
  * over loopback as the service side. Resolves with the open WebSocket, paused (so no frame is lost
  * before a tunnel takes it).
  */
-export function streamOpener(api: ServiceApi, localHost: () => string, caPem: Buffer): StreamOpener {
+export function streamOpener(api: ServiceApi, endpoint: Pick<StreamingEndpoint, 'openedByConsole'>, localHost: () => string, caPem: Buffer): StreamOpener {
   return async (deviceId, service, who) => {
     const grant = await api.openStream(deviceId, service, { ...who, connectTimeoutS: CONSOLE_STREAM_TIMEOUT_S, responseTimeoutS: CONSOLE_STREAM_TIMEOUT_S });
     if ('error' in grant) {
@@ -38,6 +39,7 @@ export function streamOpener(api: ServiceApi, localHost: () => string, caPem: Bu
       throw new ConsoleStreamError(code, grant.message);
     }
     if (!grant.accepted) throw new ConsoleStreamError('REFUSED', `${deviceId} refused the stream to "${service}"${grant.reason ? `: ${grant.reason}` : ''}`);
+    if (who.remote) endpoint.openedByConsole(grant.streamId, who.remote, Date.now() + CONSOLE_STREAM_TIMEOUT_S * 1000);
     const url = new URL(grant.url);
     url.host = localHost();
     const ws = dialStream(url.toString(), grant.serviceToken, caPem, { proxy: 'none' });
