@@ -8,7 +8,8 @@ import { Backoff } from '../core/backoff';
 import { DeviceRegistry, HubDataDir } from '../hub/data-dir';
 import { Hub } from '../hub/hub';
 import { CERT_BACKDATE_MS, createCa, issueCertificate } from '../hub/pki';
-import { formatDeviceConnectionString, formatServiceConnectionString, parseDeviceConnectionString } from '../wire';
+import { formatDeviceConnectionString, formatServiceConnectionString, isDevstreamsError, parseDeviceConnectionString, parseServiceConnectionString } from '../wire';
+import { HubClient } from '../service/hub-client';
 import { freePort } from './helpers/free-port';
 import { runCliToEnd } from './helpers/cli';
 import { startStack, testLogger, until, type Stack } from './helpers/stack';
@@ -84,6 +85,17 @@ describe('devices: network and TLS failures read as sentences', () => {
     expectOneReadableLine(r.stderr);
     expect(r.stderr).toMatch(new RegExp(`^devstreams: this machine's clock is behind: it says \\S+Z, before the hub's certificate at ${futureHub.host.replace(/\./g, '\\.')} became valid \\(CERT_NOT_YET_VALID\\); fix the clock`));
     expect(r.code).not.toBe(0);
+  });
+
+  it("a clock two hours slow signs tokens the hub takes for expired: devices names the clock (ECLOCK_SKEW)", async () => {
+    const client = new HubClient({ service: parseServiceConnectionString(stack.serviceConnectionString), caPem: stack.caPem, now: () => Date.now() - 2 * 3600_000 });
+    try {
+      const err = await client.listDevices().catch((e: unknown) => e);
+      expect(isDevstreamsError(err, 'ECLOCK_SKEW')).toBe(true);
+      expect((err as Error).message).toMatch(/^the hub refused the service credentials \(.*\): this machine's clock is 120 min behind the hub's/);
+    } finally {
+      client.close();
+    }
   });
 
   it('an agent with a clock behind: "this device\'s clock is behind: …"', async () => {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../cli/exit-codes';
 import { BUNDLE, requireBundle } from './helpers/cli';
@@ -54,6 +54,11 @@ describe('devstreams shell for scripts: one command, no terminal, pipes passed t
         '    pty:',
         '      command: /bin/sh',
         '      exec: false',
+        '  asnobody:',
+        '    pty:',
+        '      command: /bin/sh',
+        '      user: nobody',
+        '      env: { GREETING: configured }',
         '',
       ].join('\n'),
     );
@@ -143,6 +148,34 @@ describe('devstreams shell for scripts: one command, no terminal, pipes passed t
     expect(slow.code).toBe(EXIT.TIMEOUT);
     expect(slow.stderr).toMatch(/gave up after --timeout 2s/);
     expect(slow.ms).toBeLessThan(30_000);
+  });
+
+  it("the command's whole session ends with the stream: SIGTERM to the client ends its background jobs too", async () => {
+    const marker = `${3000 + Math.floor(Math.random() * 900)}.5`; // a sleep no one else runs
+    const running = (): number => {
+      try {
+        return execFileSync('pgrep', ['-f', `^sleep ${marker}$`], { encoding: 'utf8' }).trim().split('\n').length;
+      } catch {
+        return 0; // pgrep exits 1 when nothing matches
+      }
+    };
+    // stdin stays open: the command runs until the client is signalled
+    const r = shell(stack, ['pi-001', '--', 'sleep', marker, '&', 'sleep', marker], async () => undefined);
+    await until(() => running() === 2, 'both sleeps to run on the device');
+    const pids = execFileSync('pgrep', ['-f', `shell --ca ${stack.caFile} pi-001 -- sleep ${marker}`], { encoding: 'utf8' }).trim().split('\n');
+    for (const pid of pids) process.kill(Number(pid), 'SIGTERM');
+    expect((await r).code).toBe(128 + 15);
+    await until(() => running() === 0, 'the sleeps to be ended with the session', 20_000);
+  });
+
+  // The drop to another user needs root, which CI has (as pty-privileges.test.ts).
+  it.skipIf(process.getuid?.() !== 0)('runs as the configured user, groups dropped, with the configured environment and no TERM', async () => {
+    const r = await shell(stack, ['pi-001', 'asnobody', '--', 'id', '-un;', 'id', '-G;', 'echo', '"$GREETING:${TERM-none}"'], '');
+    const [user, groups, env] = r.stdout.toString().trim().split('\n');
+    expect(user).toBe('nobody');
+    expect(groups!.split(' ')).not.toContain('0');
+    expect(env).toBe('configured:none');
+    expect(r.code).toBe(0);
   });
 
   it('usage: nothing after --, or a command without --', async () => {
