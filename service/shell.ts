@@ -118,9 +118,9 @@ export async function runShell(opts: ShellOptions): Promise<number> {
     } else if (command || !wantTty) {
       // An agent from before exec: only a terminal, where piped input ends with Ctrl-D.
       if (command) {
-        tunnel.close(CLOSE.NORMAL, 'the agent cannot run commands');
+        tunnel.close(CLOSE.NORMAL, 'the peer cannot run commands');
         await tunnel.done;
-        throw new DevstreamsError('EHUB_ERROR', `the agent on ${deviceId} cannot run a command without a shell (it is older than this devstreams): pipe the command into devstreams shell ${deviceId} instead`);
+        throw new DevstreamsError('EHUB_ERROR', `the stream to ${deviceId} cannot run a command: its agent (older than exec) or its hub (IoT Hub) does not speak devstreams' exec extension; pipe the command into devstreams shell ${deviceId} instead`);
       }
       local.release('eot');
     } else {
