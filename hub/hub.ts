@@ -204,6 +204,7 @@ export class Hub {
       const localHost = (): string => formatHostPort(listenIsWildcard ? '127.0.0.1' : listen.host, this.port);
       this.console = new HubConsole({
         log: log.child({ part: 'console' }),
+        onAuthenticated: (socket) => admission.authenticated(socket),
         operators: operatorStoreCheck(operators),
         operatorChanges: operators,
         broker: this.broker,

@@ -30,6 +30,8 @@ const MAX_NAME_CHARS = 128;
 
 export interface ConsoleDeps {
   log: Logger;
+  /** A request came with a live console session: its connection counts as authenticated (hub/admission.ts). */
+  onAuthenticated?: (socket: IncomingMessage['socket']) => void;
   operators: OperatorCheck;
   broker: ControlPlane;
   devices: DeviceHealth;
@@ -59,6 +61,7 @@ export class HubConsole {
 
   constructor(private readonly deps: ConsoleDeps) {
     this.sessions = new SessionStore(deps.operators);
+    this.sessions.onUsed = (req) => deps.onAuthenticated?.(req.socket);
     this.live = new LiveFeed(deps.broker, deps.devices, deps.endpoint, deps.audit);
   }
 

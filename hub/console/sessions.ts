@@ -47,6 +47,8 @@ export function clearedSessionCookie(): string {
 
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
+  /** Told of every request that carried a live session (its connection leaves the hub's pre-auth caps). */
+  onUsed: (req: IncomingMessage) => void = () => undefined;
 
   constructor(
     private readonly operators: OperatorCheck,
@@ -74,6 +76,7 @@ export class SessionStore {
       return undefined;
     }
     s.usedAt = this.now();
+    this.onUsed(req);
     return s;
   }
 
