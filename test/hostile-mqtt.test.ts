@@ -6,7 +6,8 @@ import { connect as mqttConnect, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lastLine, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
 import { exchange, healthz, mqttLength, rssBytes, upgradeRequest, wsFrame } from './helpers/hostile';
-import { createSasToken, deviceResourceUri, mqttUsername, parseDeviceConnectionString } from '../wire';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { createSasToken, deviceResourceUri, mqttUsername, parseDeviceConnectionString, parseServiceConnectionString } from '../wire';
 
 const MiB = 1024 * 1024;
 
@@ -117,6 +118,29 @@ describe('hostile input on the MQTT surfaces', () => {
     let status = 0;
     for (let i = 0; i < 100 && status !== 200; i++) status = await healthz(hub.port).catch(() => 0);
     expect(status).toBe(200);
+  });
+
+  it('authenticated connections leave the cap: 70 service connections from one address stay open, a new one still gets in', async () => {
+    const svc = parseServiceConnectionString(lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout));
+    const auth = createSasToken({ resource: svc.hostName, key: svc.sharedAccessKey, keyName: svc.sharedAccessKeyName, expiresAt: Math.floor(Date.now() / 1000) + 600 });
+    const held: TLSSocket[] = [];
+    try {
+      for (let i = 0; i < 70; i++) {
+        const s = tlsConnect({ port: hub.port, host: '127.0.0.1', rejectUnauthorized: false });
+        held.push(s);
+        const first = await new Promise<string>((resolve, reject) => {
+          s.once('secureConnect', () => s.write(`GET /devices HTTP/1.1\r\nHost: hub\r\nAuthorization: ${auth}\r\n\r\n`));
+          s.once('data', (d: Buffer) => resolve(d.toString('latin1')));
+          s.once('error', reject);
+        });
+        expect(first).toMatch(/^HTTP\/1\.1 200/);
+      }
+      // 70 open keep-alive connections from 127.0.0.1, and the 64 per address cap does not bite.
+      expect(await healthz(hub.port)).toBe(200);
+      expect(held.every((s) => !s.destroyed)).toBe(true);
+    } finally {
+      for (const s of held) s.destroy();
+    }
   });
 
   it('refuses a retained publish (disconnects), and nothing retained reaches another device', async () => {
