@@ -199,8 +199,8 @@ export class ServiceApi {
     return undefined;
   }
 
-  /** Takes a token from the operator's and the device's bucket; says which one ran dry. */
-  private throttle(operator: string, deviceId: string): { who: string; retryAfterS: number } | undefined {
+  /** Takes a token from the operator's and the device's bucket; says which one ran dry. The console asks too. */
+  throttle(operator: string, deviceId: string): { who: string; retryAfterS: number } | undefined {
     const forService = this.serviceLimiter.take(operator);
     if (forService) return { who: `for service credential "${operator}"`, retryAfterS: forService };
     // Only registered devices get a bucket: unknown ids must not grow the map.

@@ -206,6 +206,13 @@ describe('hub web console (Chromium)', () => {
     await waitForScreen(page, /^remote\$/);
     await page.keyboard.type('echo $((6*7))\n');
     await waitForScreen(page, /^42$/);
+    // Paste, as the browser delivers it to xterm.js (a paste event on its input).
+    await page.evaluate(() => {
+      const data = new DataTransfer();
+      data.setData('text/plain', 'echo pasted-$((2+3))\n');
+      document.querySelector('.terminal:not([hidden]) textarea')!.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    });
+    await waitForScreen(page, /^pasted-5$/);
 
     await page.keyboard.type('echo "before $(stty size)"\n');
     const [, rows1, cols1] = (await waitForScreen(page, /^before (\d+) (\d+)$/)).map(Number);
@@ -268,6 +275,8 @@ describe('hub web console (Chromium)', () => {
     await page.goto(`${base}/console/#/devices`);
     await page.click('tr[data-device="pi-002"] button.open-terminal');
     await page.waitForFunction(() => document.querySelector('.terminal:not([hidden]) .term-status')?.textContent?.includes('connected'), undefined, { timeout: WAIT_MS });
+    // Two terminals, each in its tab (the first one's shell has ended).
+    expect(await page.$$eval('#tabs .tab', (tabs) => tabs.map((t) => t.textContent))).toEqual(['pi-001 · shell×', 'pi-002 · shell×']);
     await page.click('a[data-nav=streams]');
     // The first terminal (pi-001) has ended: its stream is no longer listed.
     const row = '#open-streams tr[data-stream]';

@@ -8,6 +8,8 @@ import type { OpenStreamView, StreamingEndpoint } from '../streaming-endpoint';
 export const LIVE_TICK_MS = 2_000;
 /** Changes (a device online, telemetry) are batched for this long before they go out. */
 export const LIVE_BATCH_MS = 200;
+/** Live views open at once (every tab of every session); past it, 503 and the browser retries. */
+export const LIVE_MAX_CLIENTS = 256;
 /** A browser that reads slower than this much queued output is cut (it reconnects on its own). */
 export const LIVE_MAX_QUEUED_BYTES = 1024 * 1024;
 
@@ -69,6 +71,10 @@ export class LiveFeed {
 
   /** Subscribes one browser; returns the function that ends it. */
   add(res: ServerResponse, sees: DeviceFilter): () => void {
+    if (this.clients.size >= LIVE_MAX_CLIENTS) {
+      res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '5' }).end('too many live views open\n');
+      return () => undefined;
+    }
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
     res.write('retry: 2000\n\n');
     const client = { res, sees };

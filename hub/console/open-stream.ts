@@ -9,7 +9,7 @@ export const CONSOLE_STREAM_TIMEOUT_S = 20;
 /** Why the console could not open a stream; `code` is stable, `message` is for the operator. */
 export class ConsoleStreamError extends Error {
   constructor(
-    readonly code: 'DENIED' | 'NOT_FOUND' | 'OFFLINE' | 'REFUSED' | 'TIMEOUT' | 'FAILED',
+    readonly code: 'THROTTLED' | 'DENIED' | 'NOT_FOUND' | 'OFFLINE' | 'REFUSED' | 'TIMEOUT' | 'FAILED',
     message: string,
   ) {
     super(message);
@@ -33,6 +33,9 @@ export type StreamOpener = (deviceId: string, service: string, who: OnBehalfOf) 
  */
 export function streamOpener(api: ServiceApi, endpoint: Pick<StreamingEndpoint, 'openedByConsole'>, localHost: () => string, caPem: Buffer): StreamOpener {
   return async (deviceId, service, who) => {
+    // The same buckets as the service API: an operator in a browser gets no more streams than its scripts.
+    const throttled = api.throttle(who.operator, deviceId);
+    if (throttled) throw new ConsoleStreamError('THROTTLED', `too many stream requests ${throttled.who}: retry in ${throttled.retryAfterS} s`);
     const grant = await api.openStream(deviceId, service, { ...who, connectTimeoutS: CONSOLE_STREAM_TIMEOUT_S, responseTimeoutS: CONSOLE_STREAM_TIMEOUT_S });
     if ('error' in grant) {
       const code = grant.error === 'IotHubUnauthorizedAccess' ? 'DENIED' : grant.error === 'DeviceNotFound' ? 'NOT_FOUND' : grant.error === 'DeviceNotOnline' ? 'OFFLINE' : grant.error === 'GatewayTimeout' ? 'TIMEOUT' : 'FAILED';
