@@ -105,7 +105,7 @@ export class Leg implements FrameHandler {
 
   control(opcode: number, payload: Buffer): void {
     this.lastHeardAt = Date.now();
-    if (opcode === OPCODE.PING) return this.sendWhole(OPCODE.PONG, payload);
+    if (opcode === OPCODE.PING) return this.sendPong(payload);
     if (opcode !== OPCODE.CLOSE) return; // pong: heard, nothing else
     this.closeReceived = true;
     const { code, reason } = parseClosePayload(payload);
@@ -172,6 +172,17 @@ export class Leg implements FrameHandler {
     const frame = Buffer.concat([frameHeader(opcode, true, payload.length), payload]);
     if (this.midFrame > 0) this.held.push(frame);
     else this.socket.write(frame);
+  }
+
+  /**
+   * Answers a ping. A side that pings without reading cannot make us queue answers: only the latest
+   * one waits behind a half-sent frame, and none is queued past the high-water mark (RFC 6455 §5.5.3
+   * lets a pong answer only the most recent ping).
+   */
+  private sendPong(payload: Buffer): void {
+    if (this.socket.writableLength >= WS_HIGH_WATER_BYTES) return;
+    if (this.midFrame > 0) this.held = this.held.filter((f) => (f[0]! & 0x0f) !== OPCODE.PONG);
+    this.sendWhole(OPCODE.PONG, payload);
   }
 
   private flushHeld(): void {
