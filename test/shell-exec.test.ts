@@ -131,6 +131,21 @@ describe('devstreams shell for scripts: one command, no terminal, pipes passed t
     console.log(`50 runs of shell -- echo: median ${times[25]} ms, max ${times[49]} ms`);
   }, 300_000);
 
+  it('a loop over a fleet (online, offline, unknown devices) never waits on one device', async () => {
+    for (const id of ['pi-f1', 'pi-f2']) await stack.startAgent('  shell:\n    pty:\n      command: /bin/sh\n', { deviceId: id });
+    for (const id of ['pi-f3', 'pi-f4', 'pi-f5']) stack.deviceConnectionString(id); // registered, offline
+    const fleet = ['pi-f1', 'pi-f2', 'pi-f3', 'pi-f4', 'pi-f5', 'pi-f6'];
+    const started = Date.now();
+    const results: Record<string, number | null> = {};
+    for (const id of fleet) {
+      const r = await shell(stack, ['--timeout', '30s', id, '--', 'echo', id], '');
+      results[id] = r.code;
+      if (r.code === 0) expect(r.stdout.toString()).toBe(`${id}\n`);
+    }
+    expect(results).toEqual({ 'pi-f1': 0, 'pi-f2': 0, 'pi-f3': EXIT.TEMPFAIL, 'pi-f4': EXIT.TEMPFAIL, 'pi-f5': EXIT.TEMPFAIL, 'pi-f6': EXIT.NO_DEVICE });
+    console.log(`a loop over ${fleet.length} devices (2 online, 3 offline, 1 unknown): ${Date.now() - started} ms`);
+  }, 120_000);
+
   it('a service with exec: false refuses commands, with the reason', async () => {
     const r = await shell(stack, ['pi-001', 'noexec', '--', 'id'], '');
     expect(r.code).toBe(255);
