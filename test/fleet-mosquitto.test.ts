@@ -218,6 +218,16 @@ describe('fleet mode on mosquitto: ACLs, two hub instances', () => {
     expect(sha256(await roundTrip(port, payload))).toBe(sha256(payload));
   });
 
+  it('the broker disconnects a device that sends a packet over 264 KiB (shipped max_packet_size); the hubs stay', async () => {
+    const dev2 = await rawDevice('dev2', PASSWORDS.dev2, 'dev2-big');
+    const closed = new Promise<void>((r) => dev2.once('close', () => r()));
+    dev2.publish('devstreams/dev2/messages/events/', Buffer.alloc(300 * 1024), { qos: 0 });
+    await closed;
+    expect(hubA.isDeviceOnline('dev1')).toBe(true);
+    const payload = random(4096);
+    expect(sha256(await roundTrip(await connectVia(clientA), payload))).toBe(sha256(payload));
+  });
+
   it("a device cannot take over another device's session by using its client id", async () => {
     // use_username_as_clientid: "dev1" becomes "dev2", so the real dev1 stays connected.
     await rawDevice('dev2', PASSWORDS.dev2, 'dev1');
