@@ -198,6 +198,10 @@ describe('hub web console (Chromium)', () => {
     await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-device]').length === 2);
     await page.waitForFunction(() => document.querySelector('tr[data-device="pi-002"] td[data-col=mem]')?.textContent?.includes('%'), undefined, { timeout: WAIT_MS });
     await page.screenshot({ path: join(SHOTS, 'devices.png') });
+    // On a phone: the page fits the screen's width (the table scrolls inside its box).
+    await page.setViewportSize({ width: 375, height: 700 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
+    await page.setViewportSize({ width: 1000, height: 560 });
   });
 
   it('opens a terminal: keys, resize following the window, the exit status', async () => {

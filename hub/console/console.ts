@@ -295,6 +295,8 @@ export class HubConsole {
       abort.abort();
     });
     browser.on('error', () => undefined);
+    // Typing in a terminal is using the session: it does not end as idle under the operator's hands.
+    browser.on('message', () => this.sessions.touch(session));
     log.info({ device: deviceId, service, operator: session.operator }, 'console terminal requested');
     this.deps
       .openStream(deviceId, service, { operator: session.operator, signal: abort.signal, ...(remote ? { remote } : {}) })
