@@ -199,11 +199,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     const client = mqttConnect(this.url(), options);
     this.client = client;
     let failed = false;
-    client.on('connect', () => {
+    client.on('connect', (connack) => {
       this.connected = true;
       this.lastError = undefined;
       this.backoff.connected();
-      this.takeover.connected();
+      this.takeover.connected(connack.sessionPresent);
       log.info({ hub: device.hostName, device: device.deviceId, reconnects: this.reconnects }, 'connected to hub');
       client.subscribe(streamRequestSubscription(this.topicRoot), { qos: 0 }, (err, granted) => {
         if (err || granted?.some((g) => g.qos === 128)) {

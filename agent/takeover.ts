@@ -3,10 +3,11 @@
  * has no reason on a server's close (IoT Hub and the hub simply close the old connection when a new
  * one with the same client id arrives), so this reads the pattern: the hub closed a connection it had
  * accepted (no socket error, no keepalive timeout, not our own renewal), and the reconnect right after
- * was accepted at once (so the hub is up and our credentials are good). TAKEOVER_DROPS of those in a
- * row within TAKEOVER_WINDOW_MS is a takeover. A hub restart fails the first reconnect; a revoked
- * credential gets its CONNACK refused; both reset the count, as does a connection that stays up for
- * the window.
+ * was accepted with our session still there (CONNACK session present: the broker kept it, so it did
+ * not restart). TAKEOVER_DROPS of those within TAKEOVER_WINDOW_MS is a takeover. A hub that restarted
+ * answers without the session (the embedded broker keeps sessions in memory) or fails the reconnect;
+ * a revoked credential gets its CONNACK refused; each resets the count, as does a connection that
+ * stays up for the window.
  */
 export const TAKEOVER_DROPS = 3;
 export const TAKEOVER_WINDOW_MS = 10 * 60_000;
@@ -26,9 +27,10 @@ export class TakeoverDetector {
     private readonly random: () => number = Math.random,
   ) {}
 
-  /** The hub accepted a connection (CONNACK 0). */
-  connected(): void {
+  /** The hub accepted a connection (CONNACK 0); without our session it is a fresh (restarted) broker. */
+  connected(sessionPresent: boolean): void {
     this.upSinceMs = this.now();
+    if (!sessionPresent) this.drops = [];
   }
 
   /** A connection attempt failed (unreachable, TLS, CONNACK refused): not a takeover pattern. */

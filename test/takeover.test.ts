@@ -86,4 +86,23 @@ describe('same device id on two devices (real hub, two real agents)', () => {
     expect(line.new_remote).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(line.new_remote).not.toBe(line.replaced_remote);
   }, 150_000);
+
+  it('a hub that restarts three times in a row is not taken for a takeover: the agent reconnects each time, no warning', async () => {
+    for (const a of agents.splice(0)) await a.stop();
+    const agent = runCli(['agent', '--config', join(dir, 'clone.yaml')]);
+    agents.push(agent);
+    await agent.waitForLine(/listening for stream requests/);
+    const port = hub.port;
+    for (let i = 1; i <= 3; i++) {
+      const listening = agent.stderr.filter((l) => l.includes('listening for stream requests')).length;
+      await hub.stop();
+      hub = await startHubProcess(dir, port);
+      await until(() => agent.stderr.filter((l) => l.includes('listening for stream requests')).length > listening, `the agent back after restart ${i}`, 60_000);
+    }
+    expect(agent.stderr.filter((l) => l.includes('another device is probably connected'))).toEqual([]);
+    // Each reconnect used the ordinary backoff (a minute at most), not the takeover wait.
+    const waits = agent.stderr.filter((l) => l.includes('"msg":"reconnecting to hub"')).map((l) => (JSON.parse(l) as { in_ms: number }).in_ms);
+    expect(waits.length).toBeGreaterThanOrEqual(3);
+    for (const w of waits) expect(w).toBeLessThan(TAKEOVER_BACKOFF_MS / 2);
+  }, 150_000);
 });
