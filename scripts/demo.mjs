@@ -88,9 +88,10 @@ async function main() {
   const sshdRunning = await portOpen(22);
   const shell = ['/bin/bash', '/bin/sh'].find((f) => existsSync(f));
 
-  const hub = run(['hub', '--data-dir', hubDir, '--listen', `127.0.0.1:${process.env.DEMO_HUB_PORT ?? 0}`]);
+  const hub = run(['hub', '--data-dir', hubDir, '--listen', `127.0.0.1:${process.env.DEMO_HUB_PORT ?? 0}`, '--device-pages-listen', '127.0.0.1:0']);
   const hubLine = await hub.waitFor(/^hub listening on /);
   const hubHost = /on (\S+)/.exec(hubLine)[1];
+  await hub.waitFor(/^device pages on port \d+$/);
   const deviceString = await runToEnd(['hub', 'add-device', 'demo-pi', '--data-dir', hubDir]);
   const serviceString = await runToEnd(['hub', 'service-string', '--data-dir', hubDir]);
 
@@ -154,6 +155,9 @@ async function main() {
         [`${cli} connect demo-pi web --listen 127.0.0.1:9000 --ca ${ca}`, 'your own port, like ssh -L'],
       ]),
       '  docs: docs/ssh.md (a ~/.ssh/config block for every device), docs/shell.md, docs/exit-codes.md',
+      '',
+      'Or in a browser (the certificate is from the hub\'s own CA: the browser warns once):',
+      `  https://${hubHost}/   # the web console: operator "service", key = SharedAccessKey above (docs/console.md)`,
       '',
       check ? 'DEMO_CHECK=1: self-check passed, stopping.' : 'Ctrl-C stops everything.',
       '',

@@ -22,4 +22,5 @@ it('make run starts a hub and an agent and proves a stream works', async () => {
   expect(stdout).toContain('self-check passed');
   expect(stdout).toContain('shell demo-pi -- echo answered: hello from the shell');
   for (const next of ['devices --ca', 'shell --ca', '-- uname -a', 'status --config', 'proxy --ca']) expect(stdout).toContain(next);
+  expect(stdout).toMatch(/https:\/\/127\.0\.0\.1:\d+\/ +# the web console/);
 });
