@@ -8,7 +8,10 @@ import { EXIT } from '../cli/exit-codes';
 import { BUNDLE, requireBundle, runCliToEnd } from './helpers/cli';
 import { makeUserKey, sshClientOptions, startSshd, type Sshd } from './helpers/sshd';
 import { startStack, type Stack } from './helpers/stack';
-import { random, sha256 } from './helpers/targets';
+import { random, sha256, startEchoServer } from './helpers/targets';
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { until } from './helpers/stack';
 
 const execFileP = promisify(execFile);
 
@@ -35,6 +38,8 @@ describe('ssh, scp and sftp through devstreams proxy (ProxyCommand)', () => {
   let env: NodeJS.ProcessEnv;
   let sshOpts: string[];
   let proxyCommand: string;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  let cutter: Server;
 
   beforeAll(async () => {
     requireBundle();
@@ -45,7 +50,15 @@ describe('ssh, scp and sftp through devstreams proxy (ProxyCommand)', () => {
     sshds.push(a, b);
     expect(a.hostPub).not.toBe(b.hostPub);
     stack = await startStack();
-    await stack.startAgent(`  ssh:\n    port: ${a.port}\n`, { deviceId: 'pi-a' });
+    echo = await startEchoServer();
+    // A target that resets its connection when told to: a stream cut at the device.
+    cutter = createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.on('data', (d: Buffer) => (d.toString().includes('cut') ? sock.resetAndDestroy() : sock.write(d)));
+    });
+    await new Promise<void>((r) => cutter.listen(0, '127.0.0.1', r));
+    const cutPort = (cutter.address() as AddressInfo).port;
+    await stack.startAgent(`  ssh:\n    port: ${a.port}\n  echo:\n    port: ${echo.port}\n  cutter:\n    port: ${cutPort}\n`, { deviceId: 'pi-a' });
     await stack.startAgent(`  ssh:\n    port: ${b.port}\n`, { deviceId: 'pi-b' });
     stack.deviceConnectionString('pi-off'); // registered, never connected
     // One known_hosts for the whole fleet, each device under its own name.
@@ -57,6 +70,8 @@ describe('ssh, scp and sftp through devstreams proxy (ProxyCommand)', () => {
 
   afterAll(async () => {
     await stack?.stop();
+    await echo?.close();
+    cutter?.close();
     for (const s of sshds) s.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -120,6 +135,37 @@ describe('ssh, scp and sftp through devstreams proxy (ProxyCommand)', () => {
     // A device that does not allow the service: the refusal, not "connection reset".
     const refused = await run('ssh', [...sshOpts.map((o) => (o.startsWith('ProxyCommand=') ? `${o} nosuch` : o)), `${user}@pi-a`, 'true'], env);
     expect(refused.stderr).toMatch(/^devstreams: device "pi-a" refused the stream to service "nosuch"/m);
+  });
+
+  /** `devstreams proxy DEVICE SERVICE` run by hand, stdin and stdout pipes. */
+  function proxy(args: string[]) {
+    const p = spawn(process.execPath, [BUNDLE, 'proxy', '--ca', stack.caFile, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => out.push(c));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const done = new Promise<{ code: number | null; stdout: Buffer; stderr: string }>((r) => p.on('close', (code) => r({ code, stdout: Buffer.concat(out), stderr })));
+    return { p, out: () => Buffer.concat(out), done };
+  }
+
+  it('proxy: the end of stdin is a half-close; the reply comes back whole and it exits 0', async () => {
+    const data = random(2 * 1024 * 1024);
+    const run = proxy(['pi-a', 'echo']);
+    run.p.stdin.end(data);
+    const r = await run.done;
+    expect(r.stderr).toBe('');
+    expect(sha256(r.stdout)).toBe(sha256(data));
+    expect(r.code).toBe(0);
+  });
+
+  it('proxy: a stream cut at the device exits 76 with the reason, never as a clean end', async () => {
+    const run = proxy(['pi-a', 'cutter']);
+    run.p.stdin.write('hello\n');
+    await until(() => run.out().toString() === 'hello\n', 'the echo');
+    run.p.stdin.write('cut\n'); // the device's target resets the connection mid-stream
+    const r = await run.done;
+    expect(r.code).toBe(EXIT.PROTOCOL);
+    expect(r.stderr).toMatch(/^devstreams: the stream to pi-a\/cutter failed: .*ECONNRESET.* \(close code 4003, sent 10 B received 6 B\)\n$/);
   });
 
   it('devstreams ssh DEVICE runs ssh with the ProxyCommand set', async () => {
