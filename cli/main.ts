@@ -11,6 +11,7 @@ import { addServiceOptions } from './service-options';
 import { registerSshCommands } from './ssh-commands';
 import { registerSecurityCommands } from './security-commands';
 import { DEFAULT_DEVICE_STREAM_LIMIT, DEFAULT_SERVICE_STREAM_LIMIT } from '../hub/rate-limit';
+import { UNAUTHENTICATED_CONNECTIONS_MAX, UNAUTHENTICATED_PER_ADDRESS_MAX } from '../hub/admission';
 import { registerOpsCommands } from './ops-commands';
 import { provisionCommand } from './provision';
 import { versionText } from './version';
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
     .option('--device-pages-listen <host:port>', "serve devices' own web pages (the console's Web links) on this second port, apart from the console's origin")
     .option('--device-stream-rate <per_s/burst>', `stream requests one device may receive: steady rate per second / burst (default ${DEFAULT_DEVICE_STREAM_LIMIT.perSecond}/${DEFAULT_DEVICE_STREAM_LIMIT.burst})`)
     .option('--service-stream-rate <per_s/burst>', `stream requests one service credential may make: per second / burst (default ${DEFAULT_SERVICE_STREAM_LIMIT.perSecond}/${DEFAULT_SERVICE_STREAM_LIMIT.burst})`)
+    .option('--unauthenticated-max <total/per_address>', `connections that have not authenticated yet, in all and from one address; more are closed at once (default ${UNAUTHENTICATED_CONNECTIONS_MAX}/${UNAUTHENTICATED_PER_ADDRESS_MAX})`)
     .option('--drain <duration>', 'on SIGTERM: how long open streams may run to their end before the rest are reset', '30s')
     .option('--ping-interval <duration>', 'ping streaming WebSockets this often; a side silent for two intervals is cut', '30s');
   // Fleet options after the essential ones, so --help reads in the order a newcomer needs.

@@ -1,11 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as netConnect, type Socket } from 'node:net';
 import { connect as mqttConnect, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lastLine, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
-import { exchange, healthz, mqttLength, rssBytes, upgradeRequest, wsFrame } from './helpers/hostile';
+import { exchange, healthz, holdConnections, mqttLength, rssBytes, upgradeRequest, wsFrame } from './helpers/hostile';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createSasToken, deviceResourceUri, mqttUsername, parseDeviceConnectionString, parseServiceConnectionString } from '../wire';
 
@@ -98,13 +97,8 @@ describe('hostile input on the MQTT surfaces', () => {
   }, 60_000);
 
   it('caps unauthenticated connections per address; another address still gets in', async () => {
-    const held: Socket[] = [];
+    const held = await holdConnections(hub.port, 64);
     try {
-      for (let i = 0; i < 64; i++) {
-        const s = netConnect({ port: hub.port, host: '127.0.0.1' });
-        held.push(s);
-        await new Promise((r) => s.once('connect', r));
-      }
       const over = await exchange(hub.port, [], { tls: false, waitMs: 10_000 });
       expect(over.closed).toBe(true);
       await hub.waitForLine(/too many unauthenticated connections/);
@@ -165,5 +159,28 @@ describe('hostile input on the MQTT surfaces', () => {
     c.publish('devices/big-publisher/messages/events/', Buffer.alloc(300 * 1024), { qos: 0 });
     await closed;
     await hub.waitForLine(/MQTT connection cut: packet announces \d+ bytes, limit 270336/);
+  });
+});
+
+describe('--unauthenticated-max', () => {
+  it('sets the caps: over the per-address cap a connection is closed at once, another address gets in', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'devstreams-hostile-caps-'));
+    const hub = await startHubProcess(join(dir, 'hub'), 0, { args: ['--unauthenticated-max', '3/2'] });
+    const held = await holdConnections(hub.port, 2);
+    try {
+      expect((await exchange(hub.port, [], { tls: false, waitMs: 10_000 })).closed).toBe(true);
+      const other = await exchange(hub.port, ['GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n'], { localAddress: '127.0.0.3' });
+      expect(other.data.toString()).toMatch(/^HTTP\/1\.1 200/);
+    } finally {
+      for (const s of held) s.destroy();
+      await hub.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a malformed value with exit 64', async () => {
+    const r = await runCliToEnd(['hub', '--data-dir', tmpdir(), '--unauthenticated-max', '5/10']);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toContain('--unauthenticated-max wants TOTAL/PER_ADDRESS');
   });
 });

@@ -14,6 +14,7 @@ export interface HubCliOptions extends FleetCliOptions {
   devicePagesListen?: string;
   deviceStreamRate?: string;
   serviceStreamRate?: string;
+  unauthenticatedMax?: string;
   drain: string;
   pingInterval: string;
 }
@@ -25,6 +26,17 @@ function parseRate(text: string, flag: string): { perSecond: number; burst: numb
   const burst = Number(m?.[2]);
   if (!m || !(perSecond > 0) || burst < 1) throw new DevstreamsError('EUSAGE', `${flag} wants RATE/BURST such as 200/1000 (requests per second / at once), not "${text}"`);
   return { perSecond, burst };
+}
+
+/** `TOTAL/PER_ADDRESS` (`512/64`): the caps on connections that have not authenticated yet. */
+function parseAdmission(text: string): { total: number; perAddress: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  const total = Number(m?.[1]);
+  const perAddress = Number(m?.[2]);
+  if (!m || total < 1 || perAddress < 1 || perAddress > total) {
+    throw new DevstreamsError('EUSAGE', `--unauthenticated-max wants TOTAL/PER_ADDRESS such as 512/64 (per address at most the total), not "${text}"`);
+  }
+  return { total, perAddress };
 }
 
 /** `devstreams hub`: runs until SIGTERM/SIGINT. */
@@ -46,6 +58,7 @@ export async function runHub(opts: HubCliOptions): Promise<void> {
           },
         }
       : {}),
+    ...(opts.unauthenticatedMax ? { admission: parseAdmission(opts.unauthenticatedMax) } : {}),
     ...fleetHubOptions(opts),
     drainMs: durationOption(opts.drain, '--drain'),
     pingIntervalMs: durationOption(opts.pingInterval, '--ping-interval', 100),

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 
 /** What a raw connection saw: the bytes the hub answered and whether it closed the connection. */
@@ -42,6 +42,17 @@ export function exchange(port: number, chunks: Array<Buffer | string>, opts: { t
     socket.on('error', () => finish(true));
     socket.on('close', () => finish(true));
   });
+}
+
+/** Opens `n` plain TCP connections to `port` (no TLS: they stay unauthenticated) and keeps them open. */
+export async function holdConnections(port: number, n: number): Promise<Socket[]> {
+  const held: Socket[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = netConnect({ port, host: '127.0.0.1' });
+    held.push(s);
+    await new Promise((r) => s.once('connect', r));
+  }
+  return held;
 }
 
 /** The HTTP status code at the start of a raw response, or 0. */
