@@ -185,7 +185,7 @@ describe('credentials end sessions (real hub process)', () => {
     const secret = join(dir, 'pi-live.secret');
     writeFileSync(secret, `${cs}\n`, { mode: 0o600 });
     const config = join(dir, 'pi-live.yaml');
-    writeFileSync(config, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\ntelemetry:\n  interval: off\nservices:\n  echo:\n    port: ${echo.port}\n`);
+    writeFileSync(config, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\nstatus_file: ${config}.status.json\ntelemetry:\n  interval: off\nservices:\n  echo:\n    port: ${echo.port}\n`);
     const agent = runCli(['agent', '--config', config]);
     agents.push(agent);
     await agent.waitForLine(/listening for stream requests/);
@@ -237,7 +237,7 @@ describe('credentials end sessions (real hub process)', () => {
     const secret = join(dir, 'pi-renew.secret');
     writeFileSync(secret, `${cs}\n`, { mode: 0o600 });
     const config = join(dir, 'pi-renew.yaml');
-    writeFileSync(config, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\n  sas_token_lifetime: 10s\ntelemetry:\n  interval: off\nservices:\n  echo:\n    port: ${echo.port}\n`);
+    writeFileSync(config, `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\n  sas_token_lifetime: 10s\nstatus_file: ${config}.status.json\ntelemetry:\n  interval: off\nservices:\n  echo:\n    port: ${echo.port}\n`);
     const agent = runCli(['agent', '--config', config]);
     agents.push(agent);
     await agent.waitForLine(/listening for stream requests/);

@@ -39,7 +39,7 @@ describe('same device id on two devices (real hub, two real agents)', () => {
     const cs = formatDeviceConnectionString({ hostName: host, deviceId: 'clone', sharedAccessKey: new DeviceRegistry(new HubDataDir(dir)).add('clone').primary_key });
     const secret = join(dir, 'clone.secret');
     writeFileSync(secret, `${cs}\n`, { mode: 0o600 });
-    writeFileSync(join(dir, 'clone.yaml'), `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\ntelemetry:\n  interval: off\nservices:\n  echo:\n    port: ${echo.port}\n`);
+    writeFileSync(join(dir, 'clone.yaml'), `hub:\n  connection_string_file: ${secret}\n  ca: ${join(dir, 'ca.pem')}\nstatus_file: ${join(dir, 'clone.status.json')}\ntelemetry:\n  interval: off\nservices:\n  echo:\n    port: ${echo.port}\n`);
   });
 
   afterAll(async () => {
