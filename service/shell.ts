@@ -2,7 +2,7 @@ import type { Readable, Writable } from 'node:stream';
 import { constants } from 'node:os';
 import type { WebSocket } from 'ws';
 import type { Logger } from '../core/log';
-import { startTunnel, type TunnelResult } from '../core/tunnel';
+import { startTunnel, type Tunnel, type TunnelResult } from '../core/tunnel';
 import { CLOSE, DevstreamsError, isDevstreamsError } from '../wire';
 import type { HubClient } from './hub-client';
 import { StdioStream } from './stdio-stream';
@@ -49,6 +49,28 @@ function terminalSize(from: TtyOutput[]): { cols: number; rows: number } {
 function signalExitCode(signal: string): number {
   const n = (constants.signals as Record<string, number>)[signal];
   return n ? 128 + n : EXIT_NO_REMOTE_STATUS;
+}
+
+/**
+ * Tells the device what to start, then lets stdin flow: the start message goes before any byte. A
+ * peer without `exec` (an agent from before it, or IoT Hub) gets the old terminal session, where
+ * the end of piped input is typed as Ctrl-D; a command cannot be run there.
+ */
+async function startRemote(tunnel: Tunnel, local: StdioStream, how: { deviceId: string; command?: string[]; tty: boolean; interactive: boolean }): Promise<void> {
+  const peer = await tunnel.peer.ready;
+  if (peer.has('exec')) {
+    tunnel.sendControl({ type: 'exec', tty: how.tty, ...(how.command ? { argv: how.command } : {}) });
+    return local.release(how.tty && !how.interactive ? 'eot' : 'end');
+  }
+  if (how.command) {
+    tunnel.close(CLOSE.NORMAL, 'the peer cannot run commands');
+    await tunnel.done;
+    throw new DevstreamsError(
+      'EHUB_ERROR',
+      `the stream to ${how.deviceId} cannot run a command: its agent (older than exec) or its hub (IoT Hub) does not speak devstreams' exec extension; pipe the command into devstreams shell ${how.deviceId} instead`,
+    );
+  }
+  local.release(how.interactive ? 'end' : 'eot');
 }
 
 /**
@@ -111,21 +133,7 @@ export async function runShell(opts: ShellOptions): Promise<number> {
         }
       },
     });
-    const peer = await tunnel.peer.ready;
-    if (peer.has('exec')) {
-      tunnel.sendControl({ type: 'exec', tty: wantTty, ...(command ? { argv: command } : {}) });
-      local.release(wantTty && !interactive ? 'eot' : 'end');
-    } else if (command || !wantTty) {
-      // An agent from before exec: only a terminal, where piped input ends with Ctrl-D.
-      if (command) {
-        tunnel.close(CLOSE.NORMAL, 'the peer cannot run commands');
-        await tunnel.done;
-        throw new DevstreamsError('EHUB_ERROR', `the stream to ${deviceId} cannot run a command: its agent (older than exec) or its hub (IoT Hub) does not speak devstreams' exec extension; pipe the command into devstreams shell ${deviceId} instead`);
-      }
-      local.release('eot');
-    } else {
-      local.release(interactive ? 'end' : 'eot');
-    }
+    await startRemote(tunnel, local, { deviceId, tty: wantTty, interactive, ...(command ? { command } : {}) });
     const sendSize = (): void => tunnel.sendControl({ type: 'resize', ...terminalSize(sizeFrom) });
     if (wantTty && (interactive || sizeFrom.some((s) => s.isTTY))) {
       sendSize();
