@@ -214,6 +214,7 @@ export class Hub {
         openStream: streamOpener(api, this.endpoint, localHost, Buffer.from(tls.ca.certPem)),
         ...(this.opts.consoleAssetsDir ? { assetsDir: this.opts.consoleAssetsDir } : {}),
         devicePagesPort: () => this.devicePagesPort || undefined,
+        onAuthorized: (socket) => admission.authenticated(socket),
       });
       this.console.start();
     }

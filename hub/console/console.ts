@@ -42,6 +42,8 @@ export interface ConsoleDeps {
   openStream: StreamOpener;
   /** dist/console by default. */
   assetsDir?: string;
+  /** Told of each connection that carried a valid session (it no longer counts as unauthenticated). */
+  onAuthorized?: (socket: IncomingMessage['socket']) => void;
   /** The port devices' own pages are served on (hub --device-pages-listen); undefined: none. */
   devicePagesPort?: () => number | undefined;
 }
@@ -79,6 +81,13 @@ export class HubConsole {
   }
 
   /** Ends sessions that expired or whose operator was removed or changed, with what they hold open. */
+  /** The request's session; its connection then counts as authenticated (hub/admission.ts). */
+  private sessionOf(req: IncomingMessage): Session | undefined {
+    const session = this.sessions.fromRequest(req);
+    if (session) this.deps.onAuthorized?.(req.socket);
+    return session;
+  }
+
   private readonly sweep = (): void => {
     const ended = this.sessions.sweep();
     if (ended) this.deps.log.info({ sessions: ended }, 'console sessions ended (expired, operator removed or its key or limits changed)');
@@ -106,13 +115,13 @@ export class HubConsole {
     if (!this.assets) return void sendText(res, 503, 'the web console is not built into this hub (run make build)\n');
     if (path.startsWith('/console/assets/')) return this.serveAsset(req, res, path.slice('/console/assets/'.length));
     if (path === '/console/login' && method === 'GET') {
-      if (this.sessions.fromRequest(req)) return redirect(res, CONSOLE_PATH);
+      if (this.sessionOf(req)) return redirect(res, CONSOLE_PATH);
       return this.servePage(res, this.assets.loginPage);
     }
     if (path === '/console/api/login' && method === 'POST') return this.signIn(req, res);
 
     if (parseDeviceWebPath(url)) return this.redirectToDevicePages(req, res, url);
-    const session = this.sessions.fromRequest(req);
+    const session = this.sessionOf(req);
     if (!session) {
       req.resume();
       if (path.startsWith('/console/api/')) return sendJson(res, 401, { error: 'not signed in' });
@@ -155,7 +164,7 @@ export class HubConsole {
 
   private serveAsset(req: IncomingMessage, res: ServerResponse, name: string): void {
     const file = this.assets?.files.get(name);
-    if (!file || (!PUBLIC_ASSETS.has(name) && !this.sessions.fromRequest(req))) return sendText(res, 404, 'not found\n');
+    if (!file || (!PUBLIC_ASSETS.has(name) && !this.sessionOf(req))) return sendText(res, 404, 'not found\n');
     const gzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
     const body = gzip ? file.gzip : file.body;
     res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': file.type, 'content-length': body.length, 'cache-control': 'private, max-age=300', vary: 'accept-encoding', ...(gzip ? { 'content-encoding': 'gzip' } : {}) });
@@ -184,6 +193,7 @@ export class HubConsole {
       return sendJson(res, 401, { error: 'wrong operator or key' });
     }
     const session = this.sessions.create(ok.operator, ok.revision);
+    this.deps.onAuthorized?.(req.socket);
     this.deps.log.info({ operator: ok.operator, remote }, 'console sign-in');
     sendJson(res, 200, { operator: ok.operator, csrf: session.csrf }, { 'set-cookie': sessionCookie(session.id) });
   }
@@ -209,7 +219,7 @@ export class HubConsole {
   handleDevicePage(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     const web = parseDeviceWebPath(url);
-    const session = web ? this.sessions.fromRequest(req) : undefined;
+    const session = web ? this.sessionOf(req) : undefined;
     if (!web) {
       req.resume();
       return sendText(res, 404, "this port serves devices' own pages only: /console/d/DEVICE/SERVICE/\n");
@@ -239,7 +249,7 @@ export class HubConsole {
 
   /** The session of an Upgrade from a page of this origin; refuses the socket (and returns undefined) otherwise. */
   private upgradeSession(req: IncomingMessage, socket: Duplex): Session | undefined {
-    const session = this.sessions.fromRequest(req);
+    const session = this.sessionOf(req);
     if (!session) refuseUpgrade(socket, 401, 'Unauthorized');
     else if (!fromSameOrigin(req)) refuseUpgrade(socket, 403, 'Forbidden');
     else return session;
