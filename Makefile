@@ -36,9 +36,11 @@ test: system-deps build typecheck
 	@rc=0; npx vitest run --reporter=default --reporter=json --outputFile=dist/test-results.json || rc=$$?; \
 	node scripts/test-summary.mjs dist/test-results.json; exit $$rc
 
-# Benchmarks (never part of `make test`): real hub/agent/connect processes against iperf3 and socat;
-# writes bench/results/<date>.json, .md and .svg (docs/benchmarks.md). BENCH_ARGS=--quick for a smoke run.
-bench: build
+# Benchmarks (never part of `make test`): real hub/agent/connect processes against iperf3 and socat,
+# and the agent as shipped (the x64 and arm64 single executables, rebuilt first when stale);
+# writes bench/results/<date>.json, .md and .svg (docs/benchmarks.md). BENCH_ARGS=--quick for a smoke
+# run; BENCH_ARGS='--only throughput' (or memory, latency, load) runs one section on its own.
+bench: build dist/devstreams-linux-x64 dist/devstreams-linux-arm64
 	node bench/build.mjs
 	ulimit -n 16384 2>/dev/null || true; node dist/bench.cjs $(BENCH_ARGS)
 

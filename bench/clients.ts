@@ -103,6 +103,19 @@ export function openVerified(port: number, payload: Buffer): Promise<Socket> {
   });
 }
 
+/**
+ * Streams opened at once by the benchmark: `connect` sets up 16 at a time and lets 64 more wait
+ * (service/connect.ts MAX_SETUPS, MAX_SETUPS_WAITING); more than that are reset by design.
+ */
+export const OPEN_CONCURRENCY = 64;
+
+/** Opens `n` byte-exact echo streams and keeps them open (paused); `failed` counts those that did not verify. */
+export async function openHeld(port: number, n: number, block: Buffer, into: Socket[]): Promise<{ failed: number; errors: string[] }> {
+  const r = await pool(n, OPEN_CONCURRENCY, () => openVerified(port, block));
+  into.push(...r.ok);
+  return { failed: r.errors.length, errors: r.errors };
+}
+
 export async function closeAll(sockets: Socket[]): Promise<void> {
   await Promise.all(sockets.map((s) => endAndClose(s)));
 }

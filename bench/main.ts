@@ -3,10 +3,13 @@
  * iperf3 direct and a socat TLS chain in the same run, so ratios hold on a noisy machine. Writes
  * bench/results/<date>.json, .md and .svg and prints the Markdown summary.
  *
- * Usage: node dist/bench.cjs [--quick] [--out DIR] [--keep]
+ * Usage: node dist/bench.cjs [--quick] [--out DIR] [--keep] [--only SECTION,...]
  *        node dist/bench.cjs render bench/results/DATE.json   (the .md and .svg again)
  *   --quick  shorter runs and fewer streams (a smoke run while working on it; figures are rougher)
  *   --keep   keep the temporary directory with every process's log
+ *   --only   run only these sections: memory (the agent as shipped: idle, 100/500 streams, after),
+ *            throughput (iperf3 and CPU per GiB beside socat), latency (round trip, stream setup),
+ *            load (concurrent streams, new streams/s, stalled reader). Default: all.
  */
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
@@ -14,29 +17,42 @@ import { join, resolve } from 'node:path';
 import { runTargetsProcess } from './targets';
 import { Proc, childPids, cpuSeconds, freePort, rssBytes, run, sleep, waitFor } from './procs';
 import { startCliStack, startSocatChain, type CliStack, type SocatChain } from './stack';
-import { closeAll, nowMs, openVerified, payload, pingPong, pool, setupOnce, startFlood, stalledReader, sustained } from './clients';
+import { closeAll, nowMs, openHeld, payload, pingPong, pool, setupOnce, startFlood, stalledReader, sustained } from './clients';
 import { GiB, MB, dist, round, type Dist } from './stats';
 import { evaluateTargets, renderMarkdown, renderSvg, type BenchResults } from './report';
+import { measureAgentMemory, type AgentVariant } from './memory';
 import { measureHostile } from './hostile';
 
 const NODE = process.execPath;
+
+const SECTIONS = ['memory', 'throughput', 'latency', 'load'] as const;
+type Section = (typeof SECTIONS)[number];
 
 interface Options {
   quick: boolean;
   keep: boolean;
   out: string;
   bundle: string;
+  sections: Set<Section>;
+}
+
+function parseSections(text: string): Set<Section> {
+  const names = text.split(',').map((x) => x.trim());
+  const bad = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
+  if (bad.length || names.length === 0) throw new Error(`--only takes sections from ${SECTIONS.join(', ')}, not "${text}"`);
+  return new Set(names as Section[]);
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { quick: false, keep: false, out: resolve('bench/results'), bundle: resolve('dist/devstreams.cjs') };
+  const opts: Options = { quick: false, keep: false, out: resolve('bench/results'), bundle: resolve('dist/devstreams.cjs'), sections: new Set(SECTIONS) };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--keep') opts.keep = true;
     else if (a === '--out') opts.out = resolve(argv[++i] ?? '');
     else if (a === '--bundle') opts.bundle = resolve(argv[++i] ?? '');
-    else throw new Error(`unknown option ${a} (use --quick, --keep, --out DIR, --bundle FILE)`);
+    else if (a === '--only') opts.sections = parseSections(argv[++i] ?? '');
+    else throw new Error(`unknown option ${a} (use --quick, --keep, --out DIR, --bundle FILE, --only SECTION,...)`);
   }
   return opts;
 }
@@ -97,7 +113,8 @@ async function main(): Promise<void> {
     iperfRounds: Number(process.env.BENCH_ROUNDS) || (Q ? 1 : 3),
     pings: Q ? 300 : 2000,
     setupSequential: Q ? 50 : 300,
-    setupParallel: 100,
+    // connect sets up 16 streams at once and queues 64 (service/connect.ts): more are reset by design.
+    setupParallel: 64,
     setupParallelRounds: Q ? 1 : 3,
     concurrent: Q ? 300 : 1000,
     concurrentPayloadBytes: 16 * 1024,
@@ -105,6 +122,7 @@ async function main(): Promise<void> {
     rateConcurrency: 32,
     floodBytes: Q ? 256 * 1024 * 1024 : GiB,
     stallSeconds: Q ? 3 : 6,
+    memoryIdleSeconds: Number(process.env.BENCH_MEMORY_IDLE_SECONDS) || (Q ? 10 : 60),
     hostileConnections: 200,
     // Past the hub's 10 s deadlines, so what they cut shows.
     hostileHoldSeconds: Q ? 4 : 12,
@@ -145,13 +163,24 @@ async function main(): Promise<void> {
     const [echoC, iperfC, floodC] = [await stack.connect('echo'), await stack.connect('iperf'), await stack.connect('flood')];
     await waitFor(() => iperfServer.lines.some((l) => l.includes('Server listening')), 'iperf3 -s', 10_000).catch(() => sleep(500));
 
-    // ---- memory: idle agent (connected, no stream yet) ----
-    await sleep(3000);
-    const idleRss = rssBytes(agentPid);
-    say(`agent idle RSS ${mb(idleRss)} MB`);
-    const nodeFloorRss = await idleNodeRss(dir);
-    const seaIdleRss = await seaAgentIdleRss(stack, opts.bundle);
-    say(`an idle node process: ${mb(nodeFloorRss)} MB${seaIdleRss ? `; agent as single executable ${seaIdleRss.file}: ${mb(seaIdleRss.rss)} MB` : ''}`);
+    const has = (section: Section): boolean => opts.sections.has(section);
+    const hubPid = stack.hub.pid;
+    const results: BenchResults = {
+      date: new Date().toISOString(),
+      quick: Q,
+      sections: [...opts.sections],
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', kernel: release(), node: process.version, loadBefore: loadBefore.map((v) => round(v, 2)), loadAfter: [] },
+      config: cfg,
+      footprint: { bundleBytes: 0, executables: {} },
+      durationS: 0,
+      targets: [],
+    };
+
+    // ---- the agent's memory as shipped: bundle and single executables ----
+    if (has('memory')) {
+      results.agentMemory = await measureAgentMemory(stack, agentVariants(opts.bundle), { idleSeconds: cfg.memoryIdleSeconds, afterCloseSeconds: cfg.memoryIdleSeconds, streams: [100, 500], payloadBytes: cfg.concurrentPayloadBytes }, say);
+      results.nodeFloorRss = await idleNodeRss(dir);
+    }
 
     const dataDir = join(dir, 'hub');
     const socatIperf: SocatChain = await startSocatChain({ dir, dataDir, target: iperfPort, name: 'iperf' });
@@ -159,202 +188,185 @@ async function main(): Promise<void> {
     const socatEcho: SocatChain = await startSocatChain({ dir, dataDir, target: echoPort, name: 'echo' });
     cleanups.push(() => socatEcho.stop());
 
-    // ---- throughput and CPU ----
-    const hubPid = stack.hub.pid;
-    const connectPid = iperfC.proc.pid;
-    // socat's `fork` children do the work; their CPU counts in the parent once it has reaped them.
-    // procs[0] is the agent's hop (TLS in, TCP out), [1] the hub's, [2] connect's.
-    const socatHopsCpu = async (): Promise<number[]> => {
-      for (const p of socatIperf.procs) await waitFor(() => childPids(p.pid).length === 0, 'socat children to exit', 10_000);
-      return socatIperf.procs.map((p) => cpuSeconds(p.pid, { children: true }));
-    };
-    const throughput: BenchResults['throughput'] = { upload: { direct: 0, socat: 0, tunnel: 0 }, download: { direct: 0, socat: 0, tunnel: 0 } };
-    let tunnelBytes = 0;
-    let socatBytes = 0;
-    const throughputRuns: BenchResults['throughputRuns'] = { upload: { socat: [], tunnel: [] }, download: { socat: [], tunnel: [] } };
-    const tunnelCpu = { agent: 0, hub: 0, connect: 0 };
-    const socatCpu = [0, 0, 0];
-    // Warm-up, not measured: the daemons' code is compiled as it runs (JIT); socat's is not.
-    for (const reverse of [false, true]) {
-      await iperf(iperfC.port, 1, reverse);
-      await iperf(socatIperf.port, 1, reverse);
-    }
-    // Alternating rounds, median per path: a burst of other work on the machine hits both paths.
-    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    for (const direction of ['upload', 'download'] as const) {
-      const reverse = direction === 'download';
-      say(`throughput ${direction} (service → device is upload), ${cfg.iperfRounds} rounds of ${cfg.iperfSeconds} s`);
-      throughput[direction].direct = (await iperf(iperfPort, cfg.iperfSeconds, reverse)).mbPerS;
-      const socatRuns: number[] = [];
-      const tunnelRuns: number[] = [];
-      const viaSocat = async (): Promise<void> => {
-        const s0 = await socatHopsCpu();
-        const r = await iperf(socatIperf.port, cfg.iperfSeconds, reverse);
-        const s1 = await socatHopsCpu();
-        s1.forEach((v, i) => (socatCpu[i]! += v - s0[i]!));
-        socatBytes += r.bytes;
-        socatRuns.push(r.mbPerS);
+    if (has('throughput')) {
+      // ---- throughput and CPU ----
+      const connectPid = iperfC.proc.pid;
+      // socat's `fork` children do the work; their CPU counts in the parent once it has reaped them.
+      // procs[0] is the agent's hop (TLS in, TCP out), [1] the hub's, [2] connect's.
+      const socatHopsCpu = async (): Promise<number[]> => {
+        for (const p of socatIperf.procs) await waitFor(() => childPids(p.pid).length === 0, 'socat children to exit', 10_000);
+        return socatIperf.procs.map((p) => cpuSeconds(p.pid, { children: true }));
       };
-      const viaTunnel = async (): Promise<void> => {
-        const t = await measureCpu({ agent: () => cpuSeconds(agentPid), hub: () => cpuSeconds(hubPid), connect: () => cpuSeconds(connectPid) }, () =>
-          iperf(iperfC.port, cfg.iperfSeconds, reverse),
-        );
-        tunnelRuns.push(t.result.mbPerS);
-        tunnelBytes += t.result.bytes;
-        for (const k of Object.keys(tunnelCpu) as Array<keyof typeof tunnelCpu>) tunnelCpu[k] += t.cpu[k]!;
-      };
-      // ABAB…, with the order swapped every round, so neither path always runs second.
-      for (let round = 0; round < cfg.iperfRounds; round++) {
-        if (round % 2 === 0) {
-          await viaSocat();
-          await viaTunnel();
-        } else {
-          await viaTunnel();
-          await viaSocat();
+      const throughput: BenchResults['throughput'] = { upload: { direct: 0, socat: 0, tunnel: 0 }, download: { direct: 0, socat: 0, tunnel: 0 } };
+      let tunnelBytes = 0;
+      let socatBytes = 0;
+      const throughputRuns: BenchResults['throughputRuns'] = { upload: { socat: [], tunnel: [] }, download: { socat: [], tunnel: [] } };
+      const tunnelCpu = { agent: 0, hub: 0, connect: 0 };
+      const socatCpu = [0, 0, 0];
+      // Warm-up, not measured: the daemons' code is compiled as it runs (JIT); socat's is not.
+      for (const reverse of [false, true]) {
+        await iperf(iperfC.port, 1, reverse);
+        await iperf(socatIperf.port, 1, reverse);
+      }
+      // Alternating rounds, median per path: a burst of other work on the machine hits both paths.
+      const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      for (const direction of ['upload', 'download'] as const) {
+        const reverse = direction === 'download';
+        say(`throughput ${direction} (service → device is upload), ${cfg.iperfRounds} rounds of ${cfg.iperfSeconds} s`);
+        throughput[direction].direct = (await iperf(iperfPort, cfg.iperfSeconds, reverse)).mbPerS;
+        const socatRuns: number[] = [];
+        const tunnelRuns: number[] = [];
+        const viaSocat = async (): Promise<void> => {
+          const s0 = await socatHopsCpu();
+          const r = await iperf(socatIperf.port, cfg.iperfSeconds, reverse);
+          const s1 = await socatHopsCpu();
+          s1.forEach((v, i) => (socatCpu[i]! += v - s0[i]!));
+          socatBytes += r.bytes;
+          socatRuns.push(r.mbPerS);
+        };
+        const viaTunnel = async (): Promise<void> => {
+          const t = await measureCpu({ agent: () => cpuSeconds(agentPid), hub: () => cpuSeconds(hubPid), connect: () => cpuSeconds(connectPid) }, () =>
+            iperf(iperfC.port, cfg.iperfSeconds, reverse),
+          );
+          tunnelRuns.push(t.result.mbPerS);
+          tunnelBytes += t.result.bytes;
+          for (const k of Object.keys(tunnelCpu) as Array<keyof typeof tunnelCpu>) tunnelCpu[k] += t.cpu[k]!;
+        };
+        // ABAB…, with the order swapped every round, so neither path always runs second.
+        for (let round = 0; round < cfg.iperfRounds; round++) {
+          if (round % 2 === 0) {
+            await viaSocat();
+            await viaTunnel();
+          } else {
+            await viaTunnel();
+            await viaSocat();
+          }
         }
+        throughput[direction].socat = median(socatRuns);
+        throughput[direction].tunnel = median(tunnelRuns);
+        throughputRuns[direction] = { socat: socatRuns, tunnel: tunnelRuns };
+        say(`  direct ${throughput[direction].direct} MB/s, socat chain ${socatRuns.join(' / ')} MB/s, devstreams ${tunnelRuns.join(' / ')} MB/s`);
       }
-      throughput[direction].socat = median(socatRuns);
-      throughput[direction].tunnel = median(tunnelRuns);
-      throughputRuns[direction] = { socat: socatRuns, tunnel: tunnelRuns };
-      say(`  direct ${throughput[direction].direct} MB/s, socat chain ${socatRuns.join(' / ')} MB/s, devstreams ${tunnelRuns.join(' / ')} MB/s`);
+      const perGiB = (sec: number, bytes: number): number => round(sec / (bytes / GiB), 2);
+      const cpu: BenchResults['cpu'] = {
+        agentSecPerGiB: perGiB(tunnelCpu.agent, tunnelBytes),
+        hubSecPerGiB: perGiB(tunnelCpu.hub, tunnelBytes),
+        connectSecPerGiB: perGiB(tunnelCpu.connect, tunnelBytes),
+        socatHopSecPerGiB: perGiB(socatCpu[0]!, socatBytes),
+        socatHubHopSecPerGiB: perGiB(socatCpu[1]!, socatBytes),
+        socatConnectHopSecPerGiB: perGiB(socatCpu[2]!, socatBytes),
+        tunnelGiB: round(tunnelBytes / GiB, 2),
+        socatGiB: round(socatBytes / GiB, 2),
+      };
+      say(`CPU per GiB: agent ${cpu.agentSecPerGiB} s, socat hop ${cpu.socatHopSecPerGiB} s`);
+      Object.assign(results, { throughput, throughputRuns, cpu });
+
     }
-    const perGiB = (sec: number, bytes: number): number => round(sec / (bytes / GiB), 2);
-    const cpu: BenchResults['cpu'] = {
-      agentSecPerGiB: perGiB(tunnelCpu.agent, tunnelBytes),
-      hubSecPerGiB: perGiB(tunnelCpu.hub, tunnelBytes),
-      connectSecPerGiB: perGiB(tunnelCpu.connect, tunnelBytes),
-      socatHopSecPerGiB: perGiB(socatCpu[0]!, socatBytes),
-      socatHubHopSecPerGiB: perGiB(socatCpu[1]!, socatBytes),
-      socatConnectHopSecPerGiB: perGiB(socatCpu[2]!, socatBytes),
-      tunnelGiB: round(tunnelBytes / GiB, 2),
-      socatGiB: round(socatBytes / GiB, 2),
-    };
-    say(`CPU per GiB: agent ${cpu.agentSecPerGiB} s, socat hop ${cpu.socatHopSecPerGiB} s`);
+    if (has('latency')) {
+      // ---- round trip ----
+      say('round trip (1 byte ping-pong)');
+      const rtt = {
+        direct: dist(await pingPong(echoPort, cfg.pings)),
+        socat: dist(await pingPong(socatEcho.port, cfg.pings)),
+        tunnel: dist(await pingPong(echoC.port, cfg.pings)),
+      };
 
-    // ---- round trip ----
-    say('round trip (1 byte ping-pong)');
-    const rtt = {
-      direct: dist(await pingPong(echoPort, cfg.pings)),
-      socat: dist(await pingPong(socatEcho.port, cfg.pings)),
-      tunnel: dist(await pingPong(echoC.port, cfg.pings)),
-    };
+      // ---- stream setup ----
+      say('stream setup (TCP connect → first echoed byte)');
+      const sequential = async (port: number): Promise<Dist> => {
+        const r = await pool(cfg.setupSequential, 1, () => setupOnce(port));
+        if (r.errors.length) throw new Error(`setup: ${r.errors.length} failed: ${r.errors[0]}`);
+        return dist(r.ok);
+      };
+      const parallel = async (port: number): Promise<{ dist: Dist; errors: number }> => {
+        const all: number[] = [];
+        let errors = 0;
+        for (let round = 0; round < cfg.setupParallelRounds; round++) {
+          const r = await pool(cfg.setupParallel, cfg.setupParallel, () => setupOnce(port));
+          all.push(...r.ok);
+          errors += r.errors.length;
+        }
+        return { dist: dist(all), errors };
+      };
+      const seqDirect = await sequential(echoPort);
+      const seqSocat = await sequential(socatEcho.port);
+      const seqTunnel = await sequential(echoC.port);
+      const parDirect = await parallel(echoPort);
+      const parSocat = await parallel(socatEcho.port);
+      const parTunnel = await parallel(echoC.port);
+      const setup: BenchResults['setup'] = {
+        sequential: { direct: seqDirect, socat: seqSocat, tunnel: seqTunnel },
+        parallel: { direct: parDirect.dist, socat: parSocat.dist, tunnel: parTunnel.dist },
+        parallelErrors: parTunnel.errors + parSocat.errors,
+      };
+      say(`  one at a time p50 ${setup.sequential.tunnel.p50} ms p99 ${setup.sequential.tunnel.p99} ms; ${cfg.setupParallel} at once p50 ${setup.parallel.tunnel.p50} ms p99 ${setup.parallel.tunnel.p99} ms`);
+      Object.assign(results, { rtt, setup });
 
-    // ---- stream setup ----
-    say('stream setup (TCP connect → first echoed byte)');
-    const sequential = async (port: number): Promise<Dist> => {
-      const r = await pool(cfg.setupSequential, 1, () => setupOnce(port));
-      if (r.errors.length) throw new Error(`setup: ${r.errors.length} failed: ${r.errors[0]}`);
-      return dist(r.ok);
-    };
-    const parallel = async (port: number): Promise<{ dist: Dist; errors: number }> => {
-      const all: number[] = [];
-      let errors = 0;
-      for (let round = 0; round < cfg.setupParallelRounds; round++) {
-        const r = await pool(cfg.setupParallel, cfg.setupParallel, () => setupOnce(port));
-        all.push(...r.ok);
-        errors += r.errors.length;
-      }
-      return { dist: dist(all), errors };
-    };
-    const seqDirect = await sequential(echoPort);
-    const seqSocat = await sequential(socatEcho.port);
-    const seqTunnel = await sequential(echoC.port);
-    const parDirect = await parallel(echoPort);
-    const parSocat = await parallel(socatEcho.port);
-    const parTunnel = await parallel(echoC.port);
-    const setup: BenchResults['setup'] = {
-      sequential: { direct: seqDirect, socat: seqSocat, tunnel: seqTunnel },
-      parallel: { direct: parDirect.dist, socat: parSocat.dist, tunnel: parTunnel.dist },
-      parallelErrors: parTunnel.errors + parSocat.errors,
-    };
-    say(`  one at a time p50 ${setup.sequential.tunnel.p50} ms p99 ${setup.sequential.tunnel.p99} ms; 100 at once p50 ${setup.parallel.tunnel.p50} ms p99 ${setup.parallel.tunnel.p99} ms`);
-
-    // ---- concurrency ----
-    say(`${cfg.concurrent} concurrent byte-exact streams`);
-    await sleep(1000);
-    const rss0 = rssBytes(agentPid);
-    const first = Math.min(100, cfg.concurrent);
-    const held: import('node:net').Socket[] = [];
-    const openBatch = async (n: number): Promise<number> => {
-      const r = await Promise.allSettled(Array.from({ length: n }, () => openVerified(echoC.port, payload(cfg.concurrentPayloadBytes))));
-      let failed = 0;
-      for (const x of r) {
-        if (x.status === 'fulfilled') held.push(x.value);
-        else failed++;
-      }
-      return failed;
-    };
-    const tOpen = nowMs();
-    let concurrentFailed = await openBatch(first);
-    const rss100 = rssBytes(agentPid);
-    concurrentFailed += await openBatch(cfg.concurrent - first);
-    const openSeconds = (nowMs() - tOpen) / 1000;
-    await sleep(500);
-    const rss1000 = rssBytes(agentPid);
-    const agentActiveAtAll = await stack.agentMetric('devstreams_streams_active');
-    const hubRss1000 = rssBytes(hubPid);
-    const connectRss1000 = rssBytes(echoC.proc.pid);
-    await closeAll(held);
-    say(`  ${held.length} byte-exact, ${concurrentFailed} failed; agent RSS ${mb(rss0)} / ${mb(rss100)} / ${mb(rss1000)} MB`);
-
-    say(`new streams per second, ${cfg.rateConcurrency} in flight for ${cfg.rateSeconds} s`);
-    const rate = await sustained(echoC.port, cfg.rateConcurrency, cfg.rateSeconds * 1000);
-    say(`  ${round(rate.completed / rate.seconds, 1)} streams/s, ${rate.errors.length} errors`);
-
-    // ---- memory under a stalled reader ----
-    say(`stalled reader while the device floods ${mb(cfg.floodBytes)} MB`);
-    await sleep(1000);
-    const rssBeforeFlood = rssBytes(agentPid);
-    const reader = await stalledReader(floodC.port, block);
-    let peakStalled = rssBeforeFlood;
-    const hubBefore = rssBytes(hubPid);
-    let hubPeak = hubBefore;
-    const stallEnd = nowMs() + cfg.stallSeconds * 1000;
-    while (nowMs() < stallEnd) {
-      peakStalled = Math.max(peakStalled, rssBytes(agentPid));
-      hubPeak = Math.max(hubPeak, rssBytes(hubPid));
-      await sleep(100);
     }
-    const writtenWhileStalled = flood.written();
-    let peakDraining = 0;
-    const sampler = setInterval(() => (peakDraining = Math.max(peakDraining, rssBytes(agentPid))), 100);
-    const drained = await reader.drain();
-    clearInterval(sampler);
-    say(`  agent RSS +${mb(peakStalled - rssBeforeFlood)} MB while stalled; drained ${mb(drained.bytes)} MB at ${round(drained.bytes / drained.seconds / MB, 1)} MB/s`);
+    if (has('load')) {
+      // ---- memory: idle agent (connected, no stream yet) ----
+      await sleep(3000);
+      const idleRss = rssBytes(agentPid);
+      say(`agent idle RSS ${mb(idleRss)} MB`);
+      const nodeFloorRss = results.nodeFloorRss ?? (await idleNodeRss(dir));
+      say(`an idle node process: ${mb(nodeFloorRss)} MB`);
 
-    await sleep(2000);
-    const rssAfterRun = rssBytes(agentPid);
-    const agentActiveAfterRun = await stack.agentMetric('devstreams_streams_active');
+      // ---- concurrency ----
+      say(`${cfg.concurrent} concurrent byte-exact streams`);
+      await sleep(1000);
+      const rss0 = rssBytes(agentPid);
+      const first = Math.min(100, cfg.concurrent);
+      const held: import('node:net').Socket[] = [];
+      const openBatch = async (n: number): Promise<number> => (await openHeld(echoC.port, n, payload(cfg.concurrentPayloadBytes), held)).failed;
+      const tOpen = nowMs();
+      let concurrentFailed = await openBatch(first);
+      const rss100 = rssBytes(agentPid);
+      concurrentFailed += await openBatch(cfg.concurrent - first);
+      const openSeconds = (nowMs() - tOpen) / 1000;
+      await sleep(500);
+      const rss1000 = rssBytes(agentPid);
+      const agentActiveAtAll = await stack.agentMetric('devstreams_streams_active');
+      const hubRss1000 = rssBytes(hubPid);
+      const connectRss1000 = rssBytes(echoC.proc.pid);
+      await closeAll(held);
+      say(`  ${held.length} byte-exact, ${concurrentFailed} failed; agent RSS ${mb(rss0)} / ${mb(rss100)} / ${mb(rss1000)} MB`);
 
-    // ---- hostile unauthenticated connections (bench/hostile.ts, docs/security.md) ----
-    say(`${cfg.hostileConnections} hostile unauthenticated connections at once, held ${cfg.hostileHoldSeconds} s`);
-    const hubPort = Number(/:(\d+)\s/.exec(stack.hub.lines.find((l) => l.startsWith('hub listening on ')) ?? '')?.[1]);
-    const hostile = await measureHostile({ hubPid, port: hubPort, count: cfg.hostileConnections, holdSeconds: cfg.hostileHoldSeconds });
-    say(`  hub RSS ${mb(hostile.rssBefore)} → peak ${mb(hostile.rssPeak)} → after ${mb(hostile.rssAfter)} MB; ${hostile.closedByHub} cut by the hub`);
+      say(`new streams per second, ${cfg.rateConcurrency} in flight for ${cfg.rateSeconds} s`);
+      const rate = await sustained(echoC.port, cfg.rateConcurrency, cfg.rateSeconds * 1000);
+      say(`  ${round(rate.completed / rate.seconds, 1)} streams/s, ${rate.errors.length} errors`);
 
-    // ---- footprint ----
-    const footprint: BenchResults['footprint'] = { bundleBytes: statSync(opts.bundle).size, executables: {} };
-    const distDir = join(opts.bundle, '..');
-    for (const f of readdirSync(distDir)) if (/^devstreams-linux-/.test(f)) footprint.executables[f] = statSync(join(distDir, f)).size;
-    const packagingFile = join(opts.out, 'footprint.json');
-    if (existsSync(packagingFile)) {
-      try {
-        footprint.packaging = JSON.parse(readFileSync(packagingFile, 'utf8')) as unknown;
-      } catch {
-        footprint.packaging = 'bench/results/footprint.json is not valid JSON';
+      // ---- memory under a stalled reader ----
+      say(`stalled reader while the device floods ${mb(cfg.floodBytes)} MB`);
+      await sleep(1000);
+      const rssBeforeFlood = rssBytes(agentPid);
+      const reader = await stalledReader(floodC.port, block);
+      let peakStalled = rssBeforeFlood;
+      const hubBefore = rssBytes(hubPid);
+      let hubPeak = hubBefore;
+      const stallEnd = nowMs() + cfg.stallSeconds * 1000;
+      while (nowMs() < stallEnd) {
+        peakStalled = Math.max(peakStalled, rssBytes(agentPid));
+        hubPeak = Math.max(hubPeak, rssBytes(hubPid));
+        await sleep(100);
       }
-    }
+      const writtenWhileStalled = flood.written();
+      let peakDraining = 0;
+      const sampler = setInterval(() => (peakDraining = Math.max(peakDraining, rssBytes(agentPid))), 100);
+      const drained = await reader.drain();
+      clearInterval(sampler);
+      say(`  agent RSS +${mb(peakStalled - rssBeforeFlood)} MB while stalled; drained ${mb(drained.bytes)} MB at ${round(drained.bytes / drained.seconds / MB, 1)} MB/s`);
 
-    const results: BenchResults = {
-      date: new Date().toISOString(),
-      quick: Q,
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', kernel: release(), node: process.version, loadBefore: loadBefore.map((v) => round(v, 2)), loadAfter: [] },
-      config: cfg,
-      throughput,
-      throughputRuns,
-      rtt,
-      setup,
-      concurrency: {
+      await sleep(2000);
+      const rssAfterRun = rssBytes(agentPid);
+      const agentActiveAfterRun = await stack.agentMetric('devstreams_streams_active');
+
+      // ---- hostile unauthenticated connections (bench/hostile.ts, docs/security.md) ----
+      say(`${cfg.hostileConnections} hostile unauthenticated connections at once, held ${cfg.hostileHoldSeconds} s`);
+      const hubPort = Number(/:(\d+)\s/.exec(stack.hub.lines.find((l) => l.startsWith('hub listening on ')) ?? '')?.[1]);
+      const hostile = await measureHostile({ hubPid, port: hubPort, count: cfg.hostileConnections, holdSeconds: cfg.hostileHoldSeconds });
+      say(`  hub RSS ${mb(hostile.rssBefore)} → peak ${mb(hostile.rssPeak)} → after ${mb(hostile.rssAfter)} MB; ${hostile.closedByHub} cut by the hub`);
+      results.hostile = hostile;
+      results.concurrency = {
         streams: cfg.concurrent,
         byteExact: held.length,
         failed: concurrentFailed,
@@ -366,11 +378,10 @@ async function main(): Promise<void> {
         newStreamsPerS: round(rate.completed / rate.seconds, 1),
         rateErrors: rate.errors.length,
         rateSetup: dist(rate.setupMs),
-      },
-      memory: {
+      };
+      results.memory = {
         agentIdleRss: idleRss,
         nodeFloorRss,
-        ...(seaIdleRss ? { seaAgentIdleRss: seaIdleRss } : {}),
         agentRssAfterRun: rssAfterRun,
         agentActiveAfterRun,
         floodBytes: cfg.floodBytes,
@@ -382,13 +393,24 @@ async function main(): Promise<void> {
         writtenWhileStalled,
         peakRssDraining: peakDraining,
         drained: { bytes: drained.bytes, exact: drained.exact && drained.bytes === cfg.floodBytes, mbPerS: round(drained.bytes / drained.seconds / MB, 1) },
-      },
-      cpu,
-      hostile,
-      footprint,
-      durationS: 0,
-      targets: [],
-    };
+      };
+
+    }
+
+    // ---- footprint ----
+    const footprint: BenchResults['footprint'] = { bundleBytes: statSync(opts.bundle).size, executables: {} };
+    results.footprint = footprint;
+    const distDir = join(opts.bundle, '..');
+    for (const f of readdirSync(distDir)) if (/^devstreams-linux-/.test(f)) footprint.executables[f] = statSync(join(distDir, f)).size;
+    const packagingFile = join(opts.out, 'footprint.json');
+    if (existsSync(packagingFile)) {
+      try {
+        footprint.packaging = JSON.parse(readFileSync(packagingFile, 'utf8')) as unknown;
+      } catch {
+        footprint.packaging = 'bench/results/footprint.json is not valid JSON';
+      }
+    }
+
     results.machine.loadAfter = loadavg().map((v) => round(v, 2));
     results.version = (await run(NODE, [opts.bundle, '--version']).catch(() => '?')).trim();
     results.durationS = round((nowMs() - started) / 1000, 1);
@@ -421,6 +443,30 @@ function render(file: string | undefined): void {
   process.stdout.write(md);
 }
 
+/**
+ * The agent as people run it: the bundle on this machine's node, and the single executables as
+ * shipped (dist/devstreams-linux-*): this machine's natively, arm64 under qemu-user (labelled: qemu's
+ * translator and its code cache are in that RSS, so it is not a Pi's figure).
+ */
+function agentVariants(bundle: string): AgentVariant[] {
+  const dist = join(bundle, '..');
+  const native = process.arch === 'x64' ? 'x64' : process.arch === 'arm64' ? 'arm64' : undefined;
+  const variants: AgentVariant[] = [{ name: `bundle on node ${process.version}`, command: NODE, args: [bundle] }];
+  if (native) variants.push({ name: `single executable ${native}`, command: join(dist, `devstreams-linux-${native}`), args: [], file: join(dist, `devstreams-linux-${native}`) });
+  // BENCH_AGENT_ENV="K=V K=V": one more variant, the native executable with that environment (a lever
+  // being measured before it goes into the unit).
+  const extra = process.env.BENCH_AGENT_ENV?.trim();
+  if (native && extra) {
+    const env = Object.fromEntries(extra.split(/\s+/).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    variants.push({ name: `single executable ${native} with ${extra}`, command: join(dist, `devstreams-linux-${native}`), args: [], env });
+  }
+  if (native === 'x64') {
+    const file = join(dist, 'devstreams-linux-arm64');
+    variants.push({ name: 'single executable arm64, under qemu-aarch64', command: 'qemu-aarch64', args: ['-L', '/usr/aarch64-linux-gnu', file], file, note: "qemu-user's own memory (translator, translated code) is included: not a Pi's figure" });
+  }
+  return variants;
+}
+
 /** RSS of a node process doing nothing: the floor under any Node daemon. */
 async function idleNodeRss(dir: string): Promise<number> {
   const p = new Proc('idle node', NODE, ['-e', 'setInterval(() => {}, 1000); console.log("up")'], { logFile: join(dir, 'idle-node.log') });
@@ -430,28 +476,6 @@ async function idleNodeRss(dir: string): Promise<number> {
     return rssBytes(p.pid);
   } finally {
     await p.stop();
-  }
-}
-
-/**
- * The same agent as the single executable the packages ship (dist/devstreams-linux-<arch> for this
- * machine), if it was built: idle RSS once connected, as a second device.
- */
-async function seaAgentIdleRss(stack: CliStack, bundle: string): Promise<{ file: string; rss: number } | undefined> {
-  const arch = process.arch === 'x64' ? 'x64' : process.arch === 'arm64' ? 'arm64' : process.arch === 'arm' ? 'armv7' : undefined;
-  const file = arch ? join(bundle, '..', `devstreams-linux-${arch}`) : '';
-  if (!arch || !existsSync(file)) return undefined;
-  let agent: Proc | undefined;
-  try {
-    agent = await stack.startAgent(file, 'bench-sea');
-    await waitFor(() => readFileSync(join(stack.dir, 'agent-bench-sea.log'), 'utf8').includes('listening for stream requests'), 'the single-executable agent to connect', 30_000, 50);
-    await sleep(3000);
-    return { file: `dist/devstreams-linux-${arch}`, rss: rssBytes(agent.pid) };
-  } catch (err) {
-    say(`single executable agent not measured: ${(err as Error).message}`);
-    return undefined;
-  } finally {
-    await agent?.stop();
   }
 }
 

@@ -1,4 +1,5 @@
 import type { HostileResult } from './hostile';
+import type { AgentMemoryResult } from './memory';
 import { MB, round, type Dist } from './stats';
 
 type Paths<T> = { direct: T; socat: T; tunnel: T };
@@ -8,16 +9,22 @@ export interface BenchResults {
   /** `devstreams --version` of the bundle measured (version, build commit, Node, arch). */
   version?: string;
   quick: boolean;
+  /** Which sections ran (`--only`); a section that did not run has no fields here. */
+  sections?: string[];
   machine: { cpus: number; cpuModel: string; kernel: string; node: string; loadBefore: number[]; loadAfter: number[] };
   config: Record<string, number>;
   /** MB/s; upload = service → device, download = device → service. */
-  throughput: { upload: Paths<number>; download: Paths<number> };
+  throughput?: { upload: Paths<number>; download: Paths<number> };
   /** Every round, MB/s (the table shows the median). */
   throughputRuns?: Record<'upload' | 'download', { socat: number[]; tunnel: number[] }>;
   /** ms */
-  rtt: Paths<Dist>;
-  setup: { sequential: Paths<Dist>; parallel: Paths<Dist>; parallelErrors: number };
-  concurrency: {
+  rtt?: Paths<Dist>;
+  setup?: { sequential: Paths<Dist>; parallel: Paths<Dist>; parallelErrors: number };
+  /** The agent as shipped (bench/memory.ts), one entry per variant. */
+  agentMemory?: AgentMemoryResult[];
+  /** An idle `node` doing nothing, same run: the floor under any Node daemon. */
+  nodeFloorRss?: number;
+  concurrency?: {
     streams: number;
     byteExact: number;
     failed: number;
@@ -31,7 +38,7 @@ export interface BenchResults {
     rateErrors: number;
     rateSetup: Dist;
   };
-  memory: {
+  memory?: {
     agentIdleRss: number;
     /** An idle `node` doing nothing, same run: the floor under any Node daemon. */
     nodeFloorRss: number;
@@ -50,7 +57,7 @@ export interface BenchResults {
   };
   /** Hub RSS under hostile unauthenticated connections (bench/hostile.ts); absent in older results. */
   hostile?: HostileResult;
-  cpu: {
+  cpu?: {
     agentSecPerGiB: number;
     hubSecPerGiB: number;
     connectSecPerGiB: number;
@@ -85,43 +92,77 @@ function atLeast(name: string, value: number, limit: number, unit: string): Targ
   return { name, measured: `${round(value, 2)} ${unit}`.trim(), goal: `≥ ${limit} ${unit}`.trim(), pass: value >= limit, load: value > 0 ? limit / value : Infinity };
 }
 
-export function evaluateTargets(r: BenchResults): TargetResult[] {
-  const up = r.throughput.upload.tunnel / r.throughput.upload.socat;
-  const down = r.throughput.download.tunnel / r.throughput.download.socat;
-  return [
-    atLeast('throughput upload ÷ socat TLS chain', up, 0.75, '×'),
-    atLeast('throughput download ÷ socat TLS chain', down, 0.75, '×'),
-    atMost('stream setup p50 (one at a time)', r.setup.sequential.tunnel.p50, 10, 'ms'),
-    atMost('stream setup p99 (one at a time)', r.setup.sequential.tunnel.p99, 50, 'ms'),
-    {
-      name: `${r.concurrency.streams} concurrent byte-exact streams`,
-      measured: `${r.concurrency.byteExact} of ${r.concurrency.streams}`,
-      goal: `all ${r.concurrency.streams}`,
-      // And the agent itself must report them all open at once, when its metrics could be read.
-      pass:
-        r.concurrency.byteExact === r.concurrency.streams &&
-        r.concurrency.failed === 0 &&
-        !(Number(r.concurrency.agentActiveAtAll) < r.concurrency.streams),
-      load: r.concurrency.streams / Math.max(1, r.concurrency.byteExact),
-    },
-    atLeast('new streams per second (sustained)', r.concurrency.newStreamsPerS, 200, '/s'),
-    atMost('agent idle RSS', mb(r.memory.agentIdleRss), 50, 'MB'),
-    atMost('agent RSS growth, stalled reader', mb(r.memory.growthStalled), 16, 'MB'),
-    atMost('agent CPU per GiB ÷ socat single hop', r.cpu.agentSecPerGiB / r.cpu.socatHopSecPerGiB, 2, '×'),
-  ];
+/** Per-round ratios devstreams ÷ socat (rounds alternate, so each pair shares the machine's state). */
+export function roundRatios(r: BenchResults, direction: 'upload' | 'download'): number[] {
+  const runs = r.throughputRuns?.[direction];
+  if (!runs || runs.socat.length === 0) return r.throughput ? [r.throughput[direction].tunnel / r.throughput[direction].socat] : [];
+  return runs.tunnel.map((t, i) => t / runs.socat[i]!);
 }
+
+/** Median and range of a few values, e.g. `0.55 (0.51–0.58)`. */
+export function medianRange(xs: number[]): { median: number; min: number; max: number } {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)] ?? NaN, min: sorted[0] ?? NaN, max: sorted.at(-1) ?? NaN };
+}
+
+/** The x64 single executable's figures, the ones issue 16's memory goals are about. */
+function shippedX64(r: BenchResults): AgentMemoryResult | undefined {
+  return r.agentMemory?.find((m) => m.name === 'single executable x64');
+}
+
+export function evaluateTargets(r: BenchResults): TargetResult[] {
+  const out: TargetResult[] = [];
+  if (r.throughput) {
+    for (const d of ['upload', 'download'] as const) {
+      const m = medianRange(roundRatios(r, d));
+      const t = atLeast(`throughput ${d} ÷ socat TLS chain (median of rounds)`, m.median, 0.75, '×');
+      out.push({ ...t, measured: `${round(m.median, 2)} × (${round(m.min, 2)}–${round(m.max, 2)})` });
+    }
+  }
+  if (r.setup) {
+    out.push(atMost('stream setup p50 (one at a time)', r.setup.sequential.tunnel.p50, 10, 'ms'));
+    out.push(atMost('stream setup p99 (one at a time)', r.setup.sequential.tunnel.p99, 50, 'ms'));
+  }
+  const c = r.concurrency;
+  if (c) {
+    out.push({
+      name: `${c.streams} concurrent byte-exact streams`,
+      measured: `${c.byteExact} of ${c.streams}`,
+      goal: `all ${c.streams}`,
+      // And the agent itself must report them all open at once, when its metrics could be read.
+      pass: c.byteExact === c.streams && c.failed === 0 && !(Number(c.agentActiveAtAll) < c.streams),
+      load: c.streams / Math.max(1, c.byteExact),
+    });
+    out.push(atLeast('new streams per second (sustained)', c.newStreamsPerS, 200, '/s'));
+  }
+  const x64 = shippedX64(r);
+  if (x64) {
+    out.push(atMost(`x64 single executable idle RSS, ${r.config.memoryIdleSeconds} s after connecting`, mb(x64.idle.rss), 64, 'MB'));
+    out.push(atMost('x64 single executable idle anonymous memory', mb(x64.idle.anon), 24, 'MB'));
+    out.push(atMost(`x64 single executable RSS above idle, ${r.config.memoryIdleSeconds} s after 500 streams closed`, mb(x64.afterClose.rss - x64.idle.rss), 8, 'MB'));
+  }
+  if (r.memory) {
+    out.push(atMost('agent (bundle) idle RSS, 3 s after connecting', mb(r.memory.agentIdleRss), 50, 'MB'));
+    out.push(atMost('agent RSS growth, stalled reader', mb(r.memory.growthStalled), 16, 'MB'));
+  }
+  if (r.cpu) out.push(atMost('agent CPU per GiB ÷ socat single hop', r.cpu.agentSecPerGiB / r.cpu.socatHopSecPerGiB, 2, '×'));
+  return out;
+}
+
+/** Issue 16's figures before this work (x64, 5 s after connecting, medians of 3), shown beside ours. */
+const BEFORE_ISSUE_16 = { bundleIdleMB: 92.6, seaIdleMB: 116.7, uploadRatio: 0.5, downloadRatio: 0.6 };
 
 const f1 = (v: number): string => (Number.isFinite(v) ? (v >= 100 ? String(Math.round(v)) : v.toFixed(v >= 10 ? 1 : 2)) : 'n/a');
 
 export function renderMarkdown(r: BenchResults, svgName: string): string {
-  const t = r.throughput;
   const lines: string[] = [];
   const row = (...cells: Array<string | number>): number => lines.push(`| ${cells.join(' | ')} |`);
   lines.push(`# devstreams benchmark, ${r.date.slice(0, 16).replace('T', ' ')} UTC${r.quick ? ' (quick run: rougher figures)' : ''}`, '');
   lines.push(
     `${r.machine.cpus} × ${r.machine.cpuModel}, Linux ${r.machine.kernel}, Node ${r.machine.node}. Load average before ${r.machine.loadBefore.join(' / ')}, after ${r.machine.loadAfter.join(' / ')}` +
       ` (other work on the machine shows here; ratios are measured within one run). Took ${r.durationS} s.` +
-      (r.version ? ` Measured: ${r.version}.` : ''),
+      (r.version ? ` Measured: ${r.version}.` : '') +
+      (r.sections ? ` Sections: ${r.sections.join(', ')}.` : ''),
     '',
   );
   lines.push('## Targets', '');
@@ -129,59 +170,75 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
   row('---', '---', '---', '---');
   for (const x of r.targets) row(x.name, x.measured, x.goal, x.pass ? 'pass' : '**MISS**');
   lines.push('', `![chart](${svgName})`, '');
-  lines.push('## Throughput (iperf3, MB/s = 10^6 bytes/s; median of alternating rounds)', '');
-  row('path', 'upload (service → device)', 'download (device → service)');
-  row('---', '---:', '---:');
-  row('iperf3 direct', t.upload.direct, t.download.direct);
-  row('socat chain, 3 hops, 2 TLS legs', t.upload.socat, t.download.socat);
-  row('devstreams connect → hub → agent', t.upload.tunnel, t.download.tunnel);
-  row('devstreams ÷ socat chain', f1(t.upload.tunnel / t.upload.socat), f1(t.download.tunnel / t.download.socat));
-  if (r.throughputRuns) {
-    const runs = r.throughputRuns;
-    lines.push('', `Rounds, socat / devstreams: upload ${runs.upload.socat.join(', ')} / ${runs.upload.tunnel.join(', ')}; download ${runs.download.socat.join(', ')} / ${runs.download.tunnel.join(', ')}.`);
+  if (r.agentMemory) renderAgentMemory(r, row, lines);
+  const t = r.throughput;
+  if (t) {
+    lines.push('## Throughput (iperf3, MB/s = 10^6 bytes/s; median of alternating rounds)', '');
+    row('path', 'upload (service → device)', 'download (device → service)');
+    row('---', '---:', '---:');
+    row('iperf3 direct', t.upload.direct, t.download.direct);
+    row('socat chain, 3 hops, 2 TLS legs', t.upload.socat, t.download.socat);
+    row('devstreams connect → hub → agent', t.upload.tunnel, t.download.tunnel);
+    const ratio = (d: 'upload' | 'download'): string => {
+      const m = medianRange(roundRatios(r, d));
+      return `${f1(m.median)} (${f1(m.min)}–${f1(m.max)})`;
+    };
+    row('devstreams ÷ socat chain, median of per-round ratios (range)', ratio('upload'), ratio('download'));
+    row('before issue 16 (its figures)', `${BEFORE_ISSUE_16.uploadRatio}`, `${BEFORE_ISSUE_16.downloadRatio}`);
+    if (r.throughputRuns) {
+      const runs = r.throughputRuns;
+      lines.push('', `Rounds, socat / devstreams: upload ${runs.upload.socat.join(', ')} / ${runs.upload.tunnel.join(', ')}; download ${runs.download.socat.join(', ')} / ${runs.download.tunnel.join(', ')}.`);
+    }
+    lines.push('');
   }
-  lines.push('', '## Latency (ms)', '');
-  row('path', 'round trip p50', 'round trip p99', 'setup p50', 'setup p99', 'setup p50, 100 at once', 'setup p99, 100 at once');
-  row('---', '---:', '---:', '---:', '---:', '---:', '---:');
-  for (const [name, k] of [
-    ['direct', 'direct'],
-    ['socat chain', 'socat'],
-    ['devstreams', 'tunnel'],
-  ] as const) {
-    row(name, f1(r.rtt[k].p50), f1(r.rtt[k].p99), f1(r.setup.sequential[k].p50), f1(r.setup.sequential[k].p99), f1(r.setup.parallel[k].p50), f1(r.setup.parallel[k].p99));
+  if (r.rtt && r.setup) {
+    lines.push('## Latency (ms)', '');
+    row('path', 'round trip p50', 'round trip p99', 'setup p50', 'setup p99', `setup p50, ${r.config.setupParallel} at once`, `setup p99, ${r.config.setupParallel} at once`);
+    row('---', '---:', '---:', '---:', '---:', '---:', '---:');
+    for (const [name, k] of [
+      ['direct', 'direct'],
+      ['socat chain', 'socat'],
+      ['devstreams', 'tunnel'],
+    ] as const) {
+      row(name, f1(r.rtt[k].p50), f1(r.rtt[k].p99), f1(r.setup.sequential[k].p50), f1(r.setup.sequential[k].p99), f1(r.setup.parallel[k].p50), f1(r.setup.parallel[k].p99));
+    }
+    lines.push('', 'Setup is the time from the TCP connect on the service side to the first echoed byte.', '');
   }
-  lines.push('', 'Setup is the time from the TCP connect on the service side to the first echoed byte.', '');
   const c = r.concurrency;
-  lines.push('## Concurrency and memory (MB = 10^6 bytes)', '');
-  row('figure', 'value');
-  row('---', '---:');
-  row(`streams open at once, each byte-exact (${r.config.concurrentPayloadBytes! / 1024} KiB echoed)`, `${c.byteExact} of ${c.streams} (${c.failed} failed, opened in ${c.openSeconds} s)`);
-  if (c.agentActiveAtAll !== undefined) row('streams the agent reports open at that moment (its metrics)', String(c.agentActiveAtAll));
-  row('agent RSS at 0 / 100 / all streams', `${mb(c.agentRss.at0)} / ${mb(c.agentRss.at100)} / ${mb(c.agentRss.atAll)} MB`);
-  row('hub / connect RSS with all streams open', `${mb(c.hubRssAtAll)} / ${mb(c.connectRssAtAll)} MB`);
-  row(`new streams per second (${r.config.rateConcurrency} in flight, ${r.config.rateSeconds} s)`, `${c.newStreamsPerS}/s (${c.rateErrors} errors; setup p50 ${f1(c.rateSetup.p50)} ms p99 ${f1(c.rateSetup.p99)} ms)`);
   const m = r.memory;
-  row('agent idle RSS (connected, no stream yet)', `${mb(m.agentIdleRss)} MB`);
-  row('an idle `node` process doing nothing (the floor)', `${mb(m.nodeFloorRss)} MB`);
-  if (m.seaAgentIdleRss) row(`agent idle RSS as the single executable ${m.seaAgentIdleRss.file}`, `${mb(m.seaAgentIdleRss.rss)} MB`);
-  row('agent RSS idle again after all of the above', `${mb(m.agentRssAfterRun)} MB${m.agentActiveAfterRun !== undefined ? ` (${m.agentActiveAfterRun} streams open)` : ''}`);
-  row(`agent RSS growth while a reader stalls ${r.config.stallSeconds} s and the device floods`, `${mb(m.growthStalled)} MB (peak ${mb(m.peakRssStalled)} MB)`);
-  row('bytes the device got to write while the reader stalled', `${mb(m.writtenWhileStalled)} MB`);
-  row('hub RSS growth while stalled', `${mb(m.hubGrowthStalled)} MB`);
-  row(`then drained ${mb(m.floodBytes)} MB`, `${m.drained.exact ? 'byte-exact' : '**NOT byte-exact**'} at ${m.drained.mbPerS} MB/s, agent peak ${mb(m.peakRssDraining)} MB`);
-  if (r.hostile) {
-    const h = r.hostile;
-    row(`hub RSS with ${h.connections} hostile unauthenticated connections at once (${h.holdSeconds} s; bench/hostile.ts)`, `+${mb(h.rssPeak - h.rssBefore)} MB at peak (${mb(h.rssBefore)} → ${mb(h.rssPeak)} MB), ${mb(h.rssAfter)} MB after; ${h.closedByHub} cut by the hub`);
+  if (c && m) {
+    lines.push('## Concurrency and memory under load (the bundle agent; MB = 10^6 bytes)', '');
+    row('figure', 'value');
+    row('---', '---:');
+    row(`streams open at once, each byte-exact (${r.config.concurrentPayloadBytes! / 1024} KiB echoed)`, `${c.byteExact} of ${c.streams} (${c.failed} failed, opened in ${c.openSeconds} s)`);
+    if (c.agentActiveAtAll !== undefined) row('streams the agent reports open at that moment (its metrics)', String(c.agentActiveAtAll));
+    row('agent RSS at 0 / 100 / all streams', `${mb(c.agentRss.at0)} / ${mb(c.agentRss.at100)} / ${mb(c.agentRss.atAll)} MB`);
+    row('hub / connect RSS with all streams open', `${mb(c.hubRssAtAll)} / ${mb(c.connectRssAtAll)} MB`);
+    row(`new streams per second (${r.config.rateConcurrency} in flight, ${r.config.rateSeconds} s)`, `${c.newStreamsPerS}/s (${c.rateErrors} errors; setup p50 ${f1(c.rateSetup.p50)} ms p99 ${f1(c.rateSetup.p99)} ms)`);
+    row('agent idle RSS (connected 3 s, no stream yet)', `${mb(m.agentIdleRss)} MB`);
+    row('an idle `node` process doing nothing (the floor)', `${mb(m.nodeFloorRss)} MB`);
+    row('agent RSS idle again after all of the above', `${mb(m.agentRssAfterRun)} MB${m.agentActiveAfterRun !== undefined ? ` (${m.agentActiveAfterRun} streams open)` : ''}`);
+    row(`agent RSS growth while a reader stalls ${r.config.stallSeconds} s and the device floods`, `${mb(m.growthStalled)} MB (peak ${mb(m.peakRssStalled)} MB)`);
+    row('bytes the device got to write while the reader stalled', `${mb(m.writtenWhileStalled)} MB`);
+    row('hub RSS growth while stalled', `${mb(m.hubGrowthStalled)} MB`);
+    row(`then drained ${mb(m.floodBytes)} MB`, `${m.drained.exact ? 'byte-exact' : '**NOT byte-exact**'} at ${m.drained.mbPerS} MB/s, agent peak ${mb(m.peakRssDraining)} MB`);
+    if (r.hostile) {
+      const h = r.hostile;
+      row(`hub RSS with ${h.connections} hostile unauthenticated connections at once (${h.holdSeconds} s; bench/hostile.ts)`, `+${mb(h.rssPeak - h.rssBefore)} MB at peak (${mb(h.rssBefore)} → ${mb(h.rssPeak)} MB), ${mb(h.rssAfter)} MB after; ${h.closedByHub} cut by the hub`);
+    }
+    lines.push('');
   }
-  lines.push('', '## CPU seconds per GiB relayed (both directions of the iperf3 runs)', '');
-  row('hop', 'devstreams s/GiB', 'socat s/GiB', 'ratio');
-  row('---', '---:', '---:', '---:');
-  const hopRow = (name: string, ours: number, theirs: number | undefined): number =>
-    row(name, ours, theirs ?? 'n/a', theirs ? f1(ours / theirs) : 'n/a');
-  hopRow('device side: agent (TLS in, TCP out)', r.cpu.agentSecPerGiB, r.cpu.socatHopSecPerGiB);
-  hopRow('middle: hub (TLS in, TLS out)', r.cpu.hubSecPerGiB, r.cpu.socatHubHopSecPerGiB);
-  hopRow('service side: connect (TCP in, TLS out)', r.cpu.connectSecPerGiB, r.cpu.socatConnectHopSecPerGiB);
-  lines.push('', '## Footprint', '');
+  if (r.cpu) {
+    lines.push('## CPU seconds per GiB relayed (both directions of the iperf3 runs)', '');
+    row('hop', 'devstreams s/GiB', 'socat s/GiB', 'ratio');
+    row('---', '---:', '---:', '---:');
+    const hopRow = (name: string, ours: number, theirs: number | undefined): number => row(name, ours, theirs ?? 'n/a', theirs ? f1(ours / theirs) : 'n/a');
+    hopRow('device side: agent (TLS in, TCP out)', r.cpu.agentSecPerGiB, r.cpu.socatHopSecPerGiB);
+    hopRow('middle: hub (TLS in, TLS out)', r.cpu.hubSecPerGiB, r.cpu.socatHubHopSecPerGiB);
+    hopRow('service side: connect (TCP in, TLS out)', r.cpu.connectSecPerGiB, r.cpu.socatConnectHopSecPerGiB);
+    lines.push('');
+  }
+  lines.push('## Footprint', '');
   row('file', 'size');
   row('---', '---:');
   row('dist/devstreams.cjs (bundle; needs Node ≥ 20)', `${mb(r.footprint.bundleBytes)} MB`);
@@ -198,6 +255,33 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
   }
   lines.push('');
   return lines.join('\n');
+}
+
+function renderAgentMemory(r: BenchResults, row: (...cells: Array<string | number>) => number, lines: string[]): void {
+  const idle = r.config.memoryIdleSeconds;
+  lines.push(`## The agent's memory as shipped (MB = 10^6 bytes; RSS, anonymous part in brackets)`, '');
+  lines.push(
+    `Each agent is its own device on the same hub, idle ${idle} s after connecting, then holding 100 and 500 byte-exact ` +
+      `streams (${r.config.concurrentPayloadBytes! / 1024} KiB echoed each), then idle again ${idle} s after they all closed. ` +
+      `Per stream: (RSS at N − idle) ÷ N.` +
+      (r.nodeFloorRss ? ` An idle \`node\` doing nothing: ${mb(r.nodeFloorRss)} MB.` : ''),
+    '',
+  );
+  row('agent', `idle (${idle} s)`, '100 streams', '500 streams', 'per stream at 100 / 500', `${idle} s after closing`, 'page cache');
+  row('---', '---:', '---:', '---:', '---:', '---:', '---');
+  const cell = (x: { rss: number; anon: number }): string => `${mb(x.rss)} (${mb(x.anon)})`;
+  for (const a of r.agentMemory ?? []) {
+    row(
+      `${a.name}${a.note ? ` (${a.note})` : ''}${a.failedStreams ? `, ${a.failedStreams} streams failed` : ''}`,
+      cell(a.idle),
+      cell(a.at100),
+      cell(a.at500),
+      `${round(a.perStream100 / 1000, 1)} / ${round(a.perStream500 / 1000, 1)} kB`,
+      cell(a.afterClose),
+      a.pageCache,
+    );
+  }
+  lines.push('', `Before issue 16 (its own figures, x64, 5 s after connecting): the bundle ${BEFORE_ISSUE_16.bundleIdleMB} MB, the x64 single executable (Node 24) ${BEFORE_ISSUE_16.seaIdleMB} MB.`, '');
 }
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -227,16 +311,17 @@ export function renderSvg(r: BenchResults): string {
     lx += 170;
   }
 
-  // Panel 1: throughput
-  y += 30;
-  text(20, y, 'Throughput, MB/s (iperf3)', { bold: true });
-  y += 10;
-  const maxT = Math.max(1, ...(['upload', 'download'] as const).flatMap((d) => Object.values(r.throughput[d])));
   const barW = W - 380;
-  for (const d of ['upload', 'download'] as const) {
+  // Panel 1: throughput
+  const tp = r.throughput;
+  if (tp) y += 30;
+  if (tp) text(20, y, 'Throughput, MB/s (iperf3)', { bold: true });
+  if (tp) y += 10;
+  const maxT = tp ? Math.max(1, ...(['upload', 'download'] as const).flatMap((d) => Object.values(tp[d]))) : 1;
+  for (const d of tp ? (['upload', 'download'] as const) : []) {
     for (const k of ['direct', 'socat', 'tunnel'] as const) {
       y += 20;
-      const v = r.throughput[d][k];
+      const v = tp![d][k];
       if (k === 'direct') text(20, y + 12, d === 'upload' ? 'upload (service → device)' : 'download (device → service)');
       rect(220, y, (v / maxT) * barW, 16, colours[k]);
       text(226 + (v / maxT) * barW, y + 13, `${v} MB/s`);
@@ -245,14 +330,19 @@ export function renderSvg(r: BenchResults): string {
   }
 
   // Panel 2: latency
-  y += 30;
-  text(20, y, 'Latency, ms (bar p50, whisker p99; each group on its own scale)', { bold: true });
-  y += 10;
-  const lat: Array<[string, Paths<Dist>]> = [
-    ['1-byte round trip', r.rtt],
-    ['stream setup, one at a time', r.setup.sequential],
-    ['stream setup, 100 at once', r.setup.parallel],
-  ];
+  const lat: Array<[string, Paths<Dist>]> =
+    r.rtt && r.setup
+      ? [
+          ['1-byte round trip', r.rtt],
+          ['stream setup, one at a time', r.setup.sequential],
+          [`stream setup, ${r.config.setupParallel} at once`, r.setup.parallel],
+        ]
+      : [];
+  if (lat.length) {
+    y += 30;
+    text(20, y, 'Latency, ms (bar p50, whisker p99; each group on its own scale)', { bold: true });
+    y += 10;
+  }
   for (const [label, p] of lat) {
     // Each group on its own scale: a round trip is 1/10,000 of a burst of setups.
     const maxL = Math.max(0.001, ...[p.direct.p99, p.socat.p99, p.tunnel.p99].filter(Number.isFinite));

@@ -12,10 +12,10 @@ export interface CliStack {
   caFile: string;
   hub: Proc;
   agent: Proc;
-  /** A `devstreams connect` process for one service, with its local port. */
-  connect(service: string): Promise<{ proc: Proc; port: number }>;
-  /** Another agent, for another device, run by `command` (a single executable); logs to agent-<device>.log. */
-  startAgent(command: string, deviceId: string): Promise<Proc>;
+  /** A `devstreams connect` process for one service of a device (bench-pi by default), with its local port. */
+  connect(service: string, deviceId?: string): Promise<{ proc: Proc; port: number }>;
+  /** Another agent, for another device, run by `command` with `args` first (a single executable, qemu …); logs to agent-<device>.log. */
+  startAgent(command: string, deviceId: string, args?: string[], env?: NodeJS.ProcessEnv): Promise<Proc>;
   /** One gauge or counter from the agent's Prometheus endpoint (NaN when it cannot be read). */
   agentMetric(name: string): Promise<number>;
   stop(): Promise<void>;
@@ -59,17 +59,17 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
     writeConfig(configFile, deviceCs, metricsPort);
     const agent = new Proc('agent', NODE, [bundle, 'agent', '-c', configFile], { logFile: join(dir, 'agent.log') });
     procs.push(agent);
-    const startAgent = async (command: string, deviceId: string): Promise<Proc> => {
+    const startAgent = async (command: string, deviceId: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> => {
       const cs = lastLine(await cli(['hub', 'add-device', deviceId, '--data-dir', dataDir]));
       const file = join(dir, `agent-${deviceId}.yaml`);
       writeConfig(file, cs);
-      const p = new Proc(`agent ${deviceId}`, command, ['agent', '-c', file], { logFile: join(dir, `agent-${deviceId}.log`) });
+      const p = new Proc(`agent ${deviceId}`, command, [...args, 'agent', '-c', file], { logFile: join(dir, `agent-${deviceId}.log`), env });
       procs.push(p);
       return p;
     };
-    const connect = async (service: string): Promise<{ proc: Proc; port: number }> => {
-      const proc = new Proc(`connect ${service}`, NODE, [bundle, 'connect', 'bench-pi', service, '--listen', '127.0.0.1:0', '--ca', caFile], {
-        logFile: join(dir, `connect-${service}.log`),
+    const connect = async (service: string, deviceId = 'bench-pi'): Promise<{ proc: Proc; port: number }> => {
+      const proc = new Proc(`connect ${deviceId} ${service}`, NODE, [bundle, 'connect', deviceId, service, '--listen', '127.0.0.1:0', '--ca', caFile], {
+        logFile: join(dir, `connect-${deviceId}-${service}.log`),
         env: { DEVSTREAMS_CONNECTION_STRING: serviceCs },
       });
       procs.push(proc);
