@@ -268,6 +268,7 @@ export class EmbeddedBroker extends EventEmitter<BrokerEvents> implements Contro
     const remote = (req?.socket ?? (transport as Partial<TLSSocket>)).remoteAddress;
     const { conn, guard } = guardedConnection(transport, (code, detail) => this.log.debug({ remote, code }, `MQTT connection cut: ${detail}`));
     transports.set(conn, req?.socket ?? transport);
+    if (req) guard.watchUnderlying(req.socket);
     this.guards.set(conn, guard);
     this.aedes.handle(conn, req);
   }

@@ -15,5 +15,7 @@ export const MQTT_PACKET_MAX_BYTES = DEVICE_MESSAGE_MAX_BYTES + 8 * 1024;
  * A SAS CONNECT is about 400 bytes; this leaves room for long ids and a will message.
  */
 export const MQTT_PREAUTH_MAX_BYTES = 16 * 1024;
+/** The same before authentication, counted under MQTT over WebSocket (room for framing). */
+export const MQTT_WS_PREAUTH_MAX_BYTES = 2 * MQTT_PREAUTH_MAX_BYTES;
 /** A new MQTT connection (after TLS or the WebSocket upgrade) must send CONNECT within this (aedes' connectTimeout). */
 export const MQTT_CONNECT_TIMEOUT_MS = 10_000;

@@ -1,6 +1,6 @@
 import { Duplex, Transform, type TransformCallback } from 'node:stream';
 import { DevstreamsError } from '../wire';
-import { MQTT_PACKET_MAX_BYTES, MQTT_PREAUTH_MAX_BYTES } from './limits';
+import { MQTT_PACKET_MAX_BYTES, MQTT_PREAUTH_MAX_BYTES, MQTT_WS_PREAUTH_MAX_BYTES } from './limits';
 
 /**
  * Reads the MQTT fixed header (type byte, remaining length) of every packet a client sends before
@@ -23,9 +23,29 @@ export class MqttGuard extends Transform {
     super();
   }
 
+  private unwatch?: () => void;
+
   /** The client authenticated: the per-packet limit applies from now on. */
   markAuthenticated(): void {
     this.authenticated = true;
+    this.unwatch?.();
+  }
+
+  /**
+   * MQTT over WebSocket: ws buffers a whole message (up to its maxPayload) before the guard sees a
+   * byte of it, so before authentication the bytes under the WebSocket are counted too.
+   */
+  watchUnderlying(socket: Duplex): void {
+    let bytes = 0;
+    const onData = (chunk: Buffer): void => {
+      bytes += chunk.length;
+      if (bytes <= MQTT_WS_PREAUTH_MAX_BYTES) return;
+      socket.off('data', onData);
+      this.onRefused('EMQTT_TOO_LARGE', `more than ${MQTT_WS_PREAUTH_MAX_BYTES} WebSocket bytes before authentication`);
+      socket.destroy();
+    };
+    socket.on('data', onData);
+    this.unwatch = () => socket.off('data', onData);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {

@@ -84,6 +84,16 @@ describe('hostile input on the MQTT surfaces', () => {
     expect(rssBytes(hub.proc.pid!) - before).toBeLessThan(40 * MiB);
   });
 
+  it('MQTT over WebSocket: an unfinished 250 KiB message before CONNECT is cut at 32 KiB, not buffered', async () => {
+    const started = Date.now();
+    const frameHead = wsFrame(Buffer.alloc(0), { announce: 250 * 1024 }); // header and mask; the payload follows, never completed
+    const r = await exchange(hub.port, [upgradeRequest('/$iothub/websocket', { 'sec-websocket-protocol': 'mqtt' }), Buffer.concat([frameHead, Buffer.alloc(64 * 1024, 0x61)])], { waitMs: 20_000 });
+    expect(r.closed).toBe(true);
+    // Well before the 10 s CONNECT deadline: the byte count cut it.
+    expect(Date.now() - started).toBeLessThan(8_000);
+    await hub.waitForLine(/MQTT connection cut: more than 32768 WebSocket bytes before authentication/);
+  });
+
   it('a connection that never sends CONNECT is closed after the CONNECT deadline', async () => {
     const started = Date.now();
     const [tls, ws] = await Promise.all([
