@@ -193,6 +193,19 @@ describe('devstreams shell for scripts: one command, no terminal, pipes passed t
     expect(r.code).toBe(0);
   });
 
+  it('a start message the agent cannot read (over 4096 characters) is refused, not answered with a shell', async () => {
+    const ws = await stack.client.openStream(await stack.client.requestStream('pi-001', 'shell'));
+    const closed = new Promise<{ code: number; reason: string }>((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));
+    const got: Buffer[] = [];
+    ws.on('message', (d: Buffer, isBinary: boolean) => isBinary && got.push(d));
+    ws.resume();
+    ws.send(JSON.stringify({ type: 'exec', tty: false, argv: ['echo', 'x'.repeat(5000)] }));
+    const { code, reason } = await closed;
+    expect(code).toBe(4001);
+    expect(reason).toBe('command not started: the start message is malformed or longer than 4096 characters');
+    expect(Buffer.concat(got).length).toBe(0);
+  });
+
   it('usage: nothing after --, or a command without --', async () => {
     const empty = await shell(stack, ['pi-001', '--'], '');
     expect(empty.code).toBe(EXIT.USAGE);

@@ -145,7 +145,7 @@ export class PtyStreamSession {
       if (decision.invalid) throw new Error(decision.invalid);
       plan = this.plan(user, decision.start);
     } catch (err) {
-      const reason = `${decision.start?.argv ? 'command' : 'shell'} not started: ${(err as Error).message}`;
+      const reason = `${decision.start?.argv || decision.invalid ? 'command' : 'shell'} not started: ${(err as Error).message}`;
       closeStreamSocket(ws, CLOSE.TARGET_UNAVAILABLE, reason);
       return { outcome: 'target-unavailable', ...none, duration_ms: elapsed(), reason, user: user.name };
     }

@@ -62,6 +62,9 @@ export function readStartMessage(ws: WebSocket, peer: PeerExtensions, waitMs = S
       if (decided) return void replay.push([data, isBinary]);
       const msg = isBinary ? null : decodeControl(data.toString());
       if (msg?.type === HELLO_TYPE) return; // the hub's, read by the negotiation
+      // A service that speaks exec starts with it: a text frame we cannot read is a broken start
+      // (too long, not JSON), not a reason to hand it a shell instead of its command.
+      if (!isBinary && !msg && peer.has('exec')) return decide({ invalid: 'the start message is malformed or longer than 4096 characters' });
       if (msg?.type === 'exec' && peer.has('exec')) {
         const parsed = parseStart(msg);
         return decide(typeof parsed === 'string' ? { invalid: parsed } : { start: parsed });
