@@ -4,7 +4,7 @@ NODE_MODULES := node_modules/.package-lock.json
 BUNDLE := dist/devstreams.cjs
 SOURCES := $(shell find wire core hub agent service cli -name '*.ts' -o -name '*.css' 2>/dev/null) package.json scripts/build.mjs
 
-.PHONY: all build run test test-unit typecheck deps system-deps clean bench binary deb
+.PHONY: all build run test test-unit typecheck deps system-deps clean bench binary deb screenshots
 
 all: build
 
@@ -35,6 +35,10 @@ run: build
 test: system-deps build typecheck
 	@rc=0; npx vitest run --reporter=default --reporter=json --outputFile=dist/test-results.json || rc=$$?; \
 	node scripts/test-summary.mjs dist/test-results.json; exit $$rc
+
+# The console's screenshots in docs/console/ (docs/console.md): test runs leave them alone.
+screenshots: build
+	DEVSTREAMS_UPDATE_SCREENSHOTS=1 npx vitest run test/console.test.ts
 
 # Benchmarks (never part of `make test`): real hub/agent/connect processes against iperf3 and socat,
 # and the agent as shipped (the x64 and arm64 single executables, rebuilt first when stale);

@@ -1,5 +1,5 @@
 /// <reference lib="dom" />
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,9 +13,11 @@ import { startDeviceWeb } from './helpers/device-web';
 
 /**
  * The hub's web console in Debian's Chromium (playwright-core), against real hub and agent
- * processes on loopback. The screenshots in docs/console.md are made here.
+ * processes on loopback. The screenshots in docs/console.md are made here: a run writes them into its
+ * own directory, and into docs/console/ only when asked (`make screenshots`), so a test run never
+ * rewrites tracked files.
  */
-const SHOTS = resolve(__dirname, '../docs/console');
+const DOCS_SHOTS = resolve(__dirname, '../docs/console');
 const WAIT_MS = 30_000;
 
 /** The terminal's screen as text, one line per row (xterm.js's DOM renderer). */
@@ -95,6 +97,7 @@ function signIn(port: number, operator: string, key: string): Promise<{ status: 
 describe('hub web console (Chromium)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-console-'));
   const dataDir = join(dir, 'hub');
+  const SHOTS = process.env.DEVSTREAMS_UPDATE_SCREENSHOTS === '1' ? DOCS_SHOTS : join(dir, 'shots');
   let hub: CliProcess & { port: number; pagesPort: number };
   /** The hub's second port, for devices' own pages. */
   let pagesPort: number;
@@ -132,6 +135,7 @@ describe('hub web console (Chromium)', () => {
   }
 
   beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
     web = await startDeviceWeb();
     hub = await startConsoleHub(dataDir);
     pagesPort = hub.pagesPort;
