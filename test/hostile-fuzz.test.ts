@@ -63,7 +63,7 @@ describe('hostile-input suite', () => {
     const serviceString = lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout);
     connect = runCli(['connect', 'pi-fuzz', 'echo', '--listen', '0', '--ca', join(dataDir, 'ca.pem')], { DEVSTREAMS_CONNECTION_STRING: serviceString });
     connectPort = Number(/:(\d+),/.exec(await connect.waitForLine(/^listening on /))![1]);
-  });
+  }, 120_000);
 
   afterAll(async () => {
     // Service side first, the hub last.
