@@ -106,7 +106,7 @@ export class PtyStreamSession {
       file = setpriv;
     }
     // Out of the agent's cgroup: a shell user cannot notify systemd for the agent or spend its limits.
-    ({ file, args } = inOwnScope(file, args, systemdRunForScopes(), `${user.name} via stream ${this.req.streamName}`));
+    ({ file, args } = inOwnScope(file, args, systemdRunForScopes(this.ctx.log), `${user.name} via stream ${this.req.streamName}`));
     const env: Record<string, string> = {
       HOME: user.home,
       USER: user.name,
