@@ -217,6 +217,7 @@ export class Agent {
       .then((r) => {
         bytes = { to: r.bytes_to_target, from: r.bytes_from_target };
         writeAudit(this.log, { ...ctx, target: session.targetName, ...r });
+        if (r.outcome === 'stream-failed' || r.outcome === 'target-unavailable') this.stats.failedSetup(r.outcome);
       })
       .catch((err: unknown) => log.error({ err }, 'stream session failed'))
       .finally(() => {

@@ -22,6 +22,10 @@ export function formatMetrics(s: StatusSnapshot): string {
   metric('devstreams_streams_active', 'gauge', 'Streams open now.', [['', s.streams.active.length]]);
   metric('devstreams_streams_total', 'counter', 'Streams accepted since start.', [['', s.streams.total]]);
   metric('devstreams_stream_refusals_total', 'counter', 'Stream requests refused since start (allowlist, limits, malformed).', [['', s.streams.refused_total]]);
+  metric('devstreams_stream_failures_total', 'counter', 'Accepted streams that could not be set up: the streaming endpoint (handshake failed or timed out) or the target (refused, unreachable).', [
+    ['{reason="stream-failed"}', s.streams.failed?.['stream-failed'] ?? 0],
+    ['{reason="target-unavailable"}', s.streams.failed?.['target-unavailable'] ?? 0],
+  ]);
   metric('devstreams_stream_bytes_total', 'counter', 'Bytes moved by closed streams.', [
     ['{direction="to_target"}', s.bytes.to_target],
     ['{direction="from_target"}', s.bytes.from_target],

@@ -39,7 +39,8 @@ export interface StatusSnapshot {
   started_at: string;
   updated_at: string;
   connection: { state: 'connected' | 'disconnected'; since: string; reconnects: number; last_error?: string | undefined };
-  streams: { active: OpenStream[]; total: number; refused_total: number };
+  /** failed: accepted streams that could not be set up, by cause (streaming endpoint, target). */
+  streams: { active: OpenStream[]; total: number; refused_total: number; failed?: Record<string, number> };
   bytes: { to_target: number; from_target: number };
   recent_refusals: Refusal[];
 }
@@ -48,6 +49,8 @@ export class AgentStats {
   readonly startedAt = new Date();
   streamsTotal = 0;
   refusedTotal = 0;
+  /** Accepted streams that could not be set up, by audit outcome (`stream-failed`, `target-unavailable`). */
+  readonly failed: Record<string, number> = {};
   bytesToTarget = 0;
   bytesFromTarget = 0;
   readonly open = new Map<number, OpenStream>();
@@ -76,6 +79,12 @@ export class AgentStats {
     this.refusedTotal++;
     this.recentRefusals.unshift({ at: new Date().toISOString(), ...r, reason: r.reason.slice(0, 300) });
     this.recentRefusals.length = Math.min(this.recentRefusals.length, RECENT_REFUSALS);
+    this.changed();
+  }
+
+  /** An accepted stream that could not be set up: the streaming endpoint or the target failed. */
+  failedSetup(outcome: string): void {
+    this.failed[outcome] = (this.failed[outcome] ?? 0) + 1;
     this.changed();
   }
 
@@ -112,7 +121,7 @@ export function statusSnapshot(
       reconnects: info.reconnects,
       ...(info.lastError && !stats.connected ? { last_error: info.lastError } : {}),
     },
-    streams: { active: [...stats.open.values()], total: stats.streamsTotal, refused_total: stats.refusedTotal },
+    streams: { active: [...stats.open.values()], total: stats.streamsTotal, refused_total: stats.refusedTotal, failed: { ...stats.failed } },
     bytes: { to_target: stats.bytesToTarget, from_target: stats.bytesFromTarget },
     recent_refusals: [...stats.recentRefusals],
   };

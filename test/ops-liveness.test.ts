@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusSnapshot } from '../agent/status';
 import { startProcessWorld, type ProcessWorld } from './helpers/process-world';
-import { until } from './helpers/stack';
-import { startFlood, type FloodServer } from './helpers/targets';
+import { startStack, until } from './helpers/stack';
+import { closedPort, startFlood, type FloodServer } from './helpers/targets';
 
 const PING_MS = 500;
 /** The documented bound is 2-2.5 ping intervals; a busy CI machine gets a wide margin on top. */
@@ -130,4 +130,23 @@ describe('a frozen hub during a busy stream', () => {
     await world!.agent.waitForLine(/"level":40.*stream closed: remote closed \(1006\)/);
     console.log(`frozen hub, download: client reset after ${clientCutMs} ms, agent freed target and slot after ${agentCutMs} ms (ping ${PING_MS} ms)`);
   }, 90_000);
+});
+
+describe('failed setups are counted and said', () => {
+  it('a target that refuses is counted in the status snapshot and devstreams_stream_failures_total{reason="target-unavailable"}', async () => {
+    const stack = await startStack();
+    try {
+      const agent = await stack.startAgent(`  gone:\n    port: ${await closedPort()}\nmetrics_listen: 127.0.0.1:0\n`);
+      const failed = await stack.client.requestStream('pi-001', 'gone').then((s) => stack.client.openStream(s));
+      const code = await new Promise<number>((r) => failed.once('close', (c: number) => r(c)).resume());
+      expect(code).toBe(4001);
+      await until(() => agent.snapshot().streams.failed?.['target-unavailable'] === 1, 'the failure to be counted');
+      await until(() => agent.metricsPort > 0, 'metrics endpoint');
+      const body = await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`).then((r) => r.text());
+      expect(body).toMatch(/^devstreams_stream_failures_total\{reason="target-unavailable"\} 1$/m);
+      expect(body).toMatch(/^devstreams_stream_failures_total\{reason="stream-failed"\} 0$/m);
+    } finally {
+      await stack.stop();
+    }
+  }, 60_000);
 });
