@@ -15,3 +15,12 @@ export function terminalSafe(text: string, maxChars = 500): string {
   const shown = text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
   return shown.replace(UNSAFE, '?');
 }
+
+/**
+ * Text from the network on its way into a log field, an HTTP header or body, or a command line
+ * (request paths, stream names, refusal reasons, operator names): printable ASCII only, every other
+ * character `?`, cut to `maxChars`. Stricter than terminalSafe, for places that take no Unicode.
+ */
+export function printableAscii(text: string, maxChars: number): string {
+  return text.slice(0, maxChars).replace(/[^\x20-\x7e]/g, '?');
+}

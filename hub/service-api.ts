@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { formatHostPort } from '../core/address';
 import type { Logger } from '../core/log';
+import { printableAscii } from '../core/terminal-text';
 import {
   DEVICES_PATH,
   HEADER,
@@ -32,9 +33,7 @@ type Operation =
   | { kind: 'stream'; method: 'POST'; route: ReturnType<typeof parseStreamRequestPath> };
 
 /** Request text for a log or error message: printable ASCII, bounded. */
-function printable(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 100);
-}
+const printable = (text: string): string => printableAscii(text, 100);
 
 export interface OpenStreamOptions {
   trackingId?: string;
@@ -77,7 +76,7 @@ function refusalReason(payload: Buffer): string | undefined {
   try {
     const body = JSON.parse(payload.toString('utf8')) as { reason?: unknown };
     if (typeof body.reason !== 'string') return undefined;
-    return body.reason.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+    return printableAscii(body.reason, 200);
   } catch {
     return undefined;
   }
@@ -285,7 +284,7 @@ export class ServiceApi {
     const trackingId = o.trackingId ?? randomUUID();
     const ctx = { device: deviceId, service: streamName, trackingId, ...(o.operator ? { operator: o.operator } : {}) };
     // The name becomes a topic level on the broker: `#` or `+` there drops the hub's connection (fleet).
-    if (!isServiceName(streamName)) return { error: 'ArgumentInvalid', message: `stream name "${streamName.replace(/[^\x20-\x7e]/g, '?').slice(0, 100)}" is invalid: ${SERVICE_NAME_RULE}` };
+    if (!isServiceName(streamName)) return { error: 'ArgumentInvalid', message: `stream name "${printable(streamName)}" is invalid: ${SERVICE_NAME_RULE}` };
     const notAllowed = this.operatorRefusal(o.operator, deviceId, streamName);
     if (notAllowed) return { error: 'IotHubUnauthorizedAccess', message: notAllowed };
     if (!this.known(deviceId)) return { error: 'DeviceNotFound', message: `device "${deviceId}" is not registered with this hub` };

@@ -5,6 +5,7 @@ import { settledWithin } from '../core/deadline';
 import { ThrottledWarning } from '../core/log-throttle';
 import type { Logger } from '../core/log';
 import { formatBytes } from '../core/format';
+import { printableAscii } from '../core/terminal-text';
 import { CLOSE, EXT_HEADER, HELLO_HEADER, parseBearer, parseExtensionList } from '../wire';
 import { Leg } from './bridge';
 import { acceptUpgrade } from './ws-accept';
@@ -106,7 +107,7 @@ export class StreamingEndpoint {
     }
     const token = parseBearer(req.headers.authorization);
     const refuse = (why: string): void => {
-      this.refusals.warn({ stream: streamId.slice(0, 64).replace(/[^\x20-\x7e]/g, '?'), why, remote: req.socket.remoteAddress }, `streaming connection refused: ${why}`);
+      this.refusals.warn({ stream: printableAscii(streamId, 64), why, remote: req.socket.remoteAddress }, `streaming connection refused: ${why}`);
       const body = JSON.stringify({ errorCode: 401002, message: `stream connection refused: ${why}` });
       refuseOnSocket(socket, 401, body, 'application/json');
     };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusSnapshot } from '../agent/status';
-import { terminalSafe } from '../core/terminal-text';
+import { printableAscii, terminalSafe } from '../core/terminal-text';
 import { DeviceRegistry } from '../hub/device-registry';
 import { HubDataDir } from '../hub/data-dir';
 import { createSasToken, deviceResourceUri, formatServiceConnectionString, mqttUsername, telemetryTopic } from '../wire';
@@ -20,6 +20,14 @@ describe('terminalSafe', () => {
     expect(terminalSafe(HOSTILE)).toBe('1.0?]0;pwned??[2J?]52;c;ZWNobyBoaQ==??31m?gnp.exe??');
     expect(terminalSafe('Grüße, 温度 42°C')).toBe('Grüße, 温度 42°C');
     expect(terminalSafe('x'.repeat(10), 4)).toBe('xxxx…');
+  });
+});
+
+describe('printableAscii', () => {
+  it('keeps printable ASCII only, cut to the length given', () => {
+    expect(printableAscii(HOSTILE, 500)).toBe('1.0?]0;pwned??[2J?]52;c;ZWNobyBoaQ==??31m?gnp.exe??');
+    expect(printableAscii('Grüße\r\nx', 100)).toBe('Gr??e??x');
+    expect(printableAscii('a'.repeat(10), 4)).toBe('aaaa');
   });
 });
 

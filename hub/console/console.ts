@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../core/log';
 import { closeStreamSocket } from '../../core/ws-sink';
+import { printableAscii } from '../../core/terminal-text';
 import { CLOSE } from '../../wire';
 import type { ControlPlane } from '../control-plane';
 import type { DeviceHealth } from '../devices';
@@ -189,7 +190,7 @@ export class HubConsole {
     const key = typeof body.key === 'string' ? body.key.slice(0, 1024) : '';
     const ok = operator && key ? this.deps.operators.verify(operator, key) : undefined;
     if (!ok) {
-      this.deps.log.warn({ operator: operator.replace(/[^\x20-\x7e]/g, '?'), remote }, 'console sign-in refused: wrong operator or key');
+      this.deps.log.warn({ operator: printableAscii(operator, 100), remote }, 'console sign-in refused: wrong operator or key');
       return sendJson(res, 401, { error: 'wrong operator or key' });
     }
     const session = this.sessions.create(ok.operator, ok.revision);

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { printableAscii } from '../../core/terminal-text';
 
 /** Sign-in bodies are a name and a key. */
 export const MAX_JSON_BODY_BYTES = 4 * 1024;
@@ -28,7 +29,7 @@ export function redirect(res: ServerResponse, to: string): void {
 
 /** Refuses an Upgrade request on the raw socket. */
 export function refuseUpgrade(socket: Duplex, status: number, reason: string, detail?: string): void {
-  const body = `${(detail ?? reason).replace(/[^\x20-\x7e]/g, '?').slice(0, 300)}\n`;
+  const body = `${printableAscii(detail ?? reason, 300)}\n`;
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
