@@ -23,6 +23,9 @@ export interface AuditRecord {
   user?: string | undefined;
   exit_code?: number | null | undefined;
   exit_signal?: string | null | undefined;
+  /** PTY services: the shell or one command (`shell DEVICE -- CMD`; the command line itself is never logged), and whether on a terminal. */
+  mode?: 'shell' | 'command' | undefined;
+  tty?: boolean | undefined;
 }
 
 export function writeAudit(log: Logger, rec: AuditRecord): void {

@@ -276,6 +276,8 @@ export class PtyStreamSession {
       user: plan.user.name,
       exit_code: exit?.code ?? null,
       exit_signal: exit?.signal ?? null,
+      mode,
+      tty: plan.tty,
     };
   }
 

@@ -7,6 +7,8 @@ import { HELLO_TYPE, decodeControl } from '../../wire';
  * the shell on a terminal anyway (a peer that announced it but does not follow the rule).
  */
 export const START_WAIT_MS = 5_000;
+/** decodeControl's limit: a longer text frame is no control message at all. */
+const MAX_CONTROL_CHARS = 4096;
 /** Longest command line accepted (the whole message must fit a control frame's 4096 characters). */
 export const MAX_COMMAND_CHARS = 3_500;
 
@@ -23,6 +25,12 @@ export interface StartDecision {
   invalid?: string;
   /** Frames that arrived after the decision (or were not a start message), for the tunnel, in order. */
   replay: Array<[RawData, boolean]>;
+}
+
+/** A text frame that was meant as a start message: too long for any control message, or an exec. */
+function looksLikeStart(data: RawData): boolean {
+  const text = data.toString();
+  return text.length > MAX_CONTROL_CHARS || /^\s*\{\s*"type"\s*:\s*"exec"/.test(text);
 }
 
 function parseStart(msg: Record<string, unknown>): StartRequest | string {
@@ -62,9 +70,10 @@ export function readStartMessage(ws: WebSocket, peer: PeerExtensions, waitMs = S
       if (decided) return void replay.push([data, isBinary]);
       const msg = isBinary ? null : decodeControl(data.toString());
       if (msg?.type === HELLO_TYPE) return; // the hub's, read by the negotiation
-      // A service that speaks exec starts with it: a text frame we cannot read is a broken start
-      // (too long, not JSON), not a reason to hand it a shell instead of its command.
-      if (!isBinary && !msg && peer.has('exec')) return decide({ invalid: 'the start message is malformed or longer than 4096 characters' });
+      // A start message we cannot read (over a control frame's 4096 characters, or a broken exec)
+      // is refused: handing that service a shell instead of its command would run the wrong thing.
+      // Other unreadable text first is only noise before a shell, as it always was.
+      if (!isBinary && !msg && peer.has('exec') && looksLikeStart(data)) return decide({ invalid: 'the start message is malformed or longer than 4096 characters' });
       if (msg?.type === 'exec' && peer.has('exec')) {
         const parsed = parseStart(msg);
         return decide(typeof parsed === 'string' ? { invalid: parsed } : { start: parsed });
