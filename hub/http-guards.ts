@@ -41,11 +41,13 @@ export function decodePathSegment(segment: string): string | undefined {
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
   413: 'Payload Too Large',
   431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
   503: 'Service Unavailable',
 };
 

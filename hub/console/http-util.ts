@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { printableAscii } from '../../core/terminal-text';
+import { refuseOnSocket } from '../http-guards';
 
 /** Sign-in bodies are a name and a key. */
 export const MAX_JSON_BODY_BYTES = 4 * 1024;
@@ -27,10 +28,9 @@ export function redirect(res: ServerResponse, to: string): void {
   res.writeHead(303, { ...SECURITY_HEADERS, location: to, 'cache-control': 'no-store', 'content-length': 0 }).end();
 }
 
-/** Refuses an Upgrade request on the raw socket. */
+/** Refuses an Upgrade request on the raw socket: the hub's refusal, with its deadline for a peer that never reads. */
 export function refuseUpgrade(socket: Duplex, status: number, reason: string, detail?: string): void {
-  const body = `${printableAscii(detail ?? reason, 300)}\n`;
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  refuseOnSocket(socket, status, `${printableAscii(detail ?? reason, 300)}\n`);
 }
 
 /**

@@ -4,6 +4,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from '../../core/log';
 import { startTunnel } from '../../core/tunnel';
 import { CLOSE } from '../../wire';
+import { refuseOnSocket } from '../http-guards';
 import { duplexPair } from './duplex-pair';
 import { SESSION_COOKIE } from './sessions';
 
@@ -146,7 +147,7 @@ export async function proxyUpgrade(req: IncomingMessage, socket: Duplex, head: B
   text += '\r\n';
   if (Buffer.byteLength(text) > MAX_UPGRADE_HEAD_BYTES) {
     conn.end();
-    socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    refuseOnSocket(socket, 431);
     return () => undefined;
   }
   conn.socket.write(text);
