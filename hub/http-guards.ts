@@ -88,8 +88,9 @@ export function discardBody(req: IncomingMessage, res: ServerResponse, tooLarge:
     res.shouldKeepAlive = false;
     if (!res.headersSent) tooLarge();
     req.removeAllListeners('data');
-    // Stop reading: the answer is written, the rest of the body is not wanted.
-    res.once('finish', () => req.socket.destroySoon());
+    // Stop reading once the answer is out: the rest of the body is not wanted.
+    if (res.writableFinished) req.socket.destroySoon();
+    else res.once('finish', () => req.socket.destroySoon());
   };
   if (declared > HTTP_MAX_BODY_BYTES) {
     refuse();
