@@ -201,6 +201,13 @@ describe('hub web console (Chromium)', () => {
     await page.fill('#device-filter', '');
     await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-device]').length === 2);
     await page.waitForFunction(() => document.querySelector('tr[data-device="pi-002"] td[data-col=mem]')?.textContent?.includes('%'), undefined, { timeout: WAIT_MS });
+    // Sort by a column: the name column again turns the order around.
+    const order = (): Promise<string[]> => page.$$eval('tbody tr[data-device]', (rows) => rows.map((r) => r.getAttribute('data-device')!));
+    expect(await order()).toEqual(['pi-001', 'pi-002']);
+    await page.click('th[data-col=name]');
+    expect(await order()).toEqual(['pi-002', 'pi-001']);
+    await page.click('th[data-col=name]');
+    expect(await order()).toEqual(['pi-001', 'pi-002']);
     await page.screenshot({ path: join(SHOTS, 'devices.png') });
     // On a phone: the page fits the screen's width (the table scrolls inside its box).
     await page.setViewportSize({ width: 375, height: 700 });
@@ -241,6 +248,16 @@ describe('hub web console (Chromium)', () => {
     await page.setViewportSize({ width: 1000, height: 560 });
     // The hub's audit line names the operator who opened it, like any other stream.
     await hub.waitForLine(/"audit":"stream".*"operator":"service".*"device":"pi-001","service":"shell".*"outcome":"closed"/);
+  });
+
+  it("shows why a terminal could not open (a service the device does not offer)", async () => {
+    await page.goto(`${base}/console/#/devices`);
+    const setService = (name: string): Promise<void> => page.$eval('#term-service', (input, v) => void ((input as HTMLInputElement).value = v), name);
+    await setService('nope');
+    await page.click('tr[data-device="pi-001"] button.open-terminal');
+    await page.waitForFunction(() => /error: .*refused/.test(document.querySelector('.terminal:not([hidden]) .term-status')?.textContent ?? ''), undefined, { timeout: WAIT_MS });
+    await setService('shell');
+    await page.click('.tab.active .tab-close');
   });
 
   it("opens the device's own web page through the hub, WebSocket included, on a port of its own", async () => {
