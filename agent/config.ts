@@ -5,6 +5,7 @@ import { proxyUrlProblem } from '../core/proxy';
 import { loadDeviceIdentity, type DeviceIdentity } from './identity';
 import { readSecretFile } from './secret-file';
 import { parseDurationMs } from '../core/duration';
+import { formatFileProblem, type FileProblem } from '../core/file-problem';
 import { DevstreamsError, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, parseDeviceConnectionString, type DeviceConnectionString } from '../wire';
 import { ptyServiceProblems } from './pty/config-check';
 import { dotted, issueMessage, serviceIndentationProblems, unknownKeyMessage } from './config-messages';
@@ -168,23 +169,12 @@ export interface AgentConfig extends AgentConfigFile {
   brokerSettings?: BrokerSettings;
 }
 
-export interface ConfigProblem {
-  file: string;
-  line: number;
-  col: number;
-  message: string;
-}
-
 export class ConfigError extends DevstreamsError {
-  readonly problems: ConfigProblem[];
-  constructor(problems: ConfigProblem[]) {
-    super('ECONFIG', problems.map(formatProblem).join('\n'));
+  readonly problems: FileProblem[];
+  constructor(problems: FileProblem[]) {
+    super('ECONFIG', problems.map(formatFileProblem).join('\n'));
     this.problems = problems;
   }
-}
-
-export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}:${p.col}: ${p.message}`;
 }
 
 type Path = ReadonlyArray<PropertyKey>;
@@ -268,17 +258,17 @@ function connectionStringSource(
 }
 
 /** Problems as the file reads, top to bottom (the schema reports them in its own order). */
-function inFileOrder(problems: ConfigProblem[]): ConfigProblem[] {
+function inFileOrder(problems: FileProblem[]): FileProblem[] {
   return [...problems].sort((a, b) => a.line - b.line || a.col - b.col);
 }
 
 /** Aliases a config may expand (yaml's own default is 100); a config needs few if any. */
 export const YAML_MAX_ALIAS_COUNT = 100;
 
-export function parseAgentConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): { config?: AgentConfig; problems: ConfigProblem[] } {
+export function parseAgentConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): { config?: AgentConfig; problems: FileProblem[] } {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const problems: ConfigProblem[] = [];
+  const problems: FileProblem[] = [];
   const at = (node: YamlNode | undefined, message: string): void => {
     const pos = lineCounter.linePos(node?.range?.[0] ?? 0);
     problems.push({ file, line: pos.line, col: pos.col, message });

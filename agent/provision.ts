@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { isMap, parseDocument } from 'yaml';
 import { writeFileAtomicSync } from '../core/atomic-file';
 import { parseDeviceConnectionString } from '../wire';
-import { CONNECTION_STRING_ENV, ConfigError, formatProblem, parseAgentConfig, type ConfigProblem } from './config';
+import { CONNECTION_STRING_ENV, ConfigError, parseAgentConfig } from './config';
+import { formatFileProblem, type FileProblem } from '../core/file-problem';
 
 /**
  * First-boot provisioning for Pi images (devstreams-firstboot.service runs `devstreams provision`).
@@ -161,7 +162,7 @@ function fsyncDir(dir: string): void {
   }
 }
 
-function problem(file: string, message: string): ConfigProblem {
+function problem(file: string, message: string): FileProblem {
   return { file, line: 1, col: 1, message };
 }
 
@@ -176,7 +177,7 @@ export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
   const csPath = join(bootDir, BOOT_CONNECTION_STRING_NAME);
   const configPath = join(opts.configDir, CONFIG_FILE_NAME);
   const secretPath = join(opts.configDir, CONNECTION_STRING_FILE_NAME);
-  const problems: ConfigProblem[] = [];
+  const problems: FileProblem[] = [];
 
   // The connection string: the .txt, else inline in the dropped yaml, else the one already installed.
   const take = (file: string): string | undefined => {
@@ -222,7 +223,7 @@ export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
 
   const errorPath = join(bootDir, BOOT_ERROR_NAME);
   if (problems.length) {
-    const text = `devstreams could not install the files on this partition; nothing was changed.\n\n${problems.map(formatProblem).join('\n')}\n`;
+    const text = `devstreams could not install the files on this partition; nothing was changed.\n\n${problems.map(formatFileProblem).join('\n')}\n`;
     try {
       // Replaces a link at that name instead of writing through it.
       writeFileAtomicSync(errorPath, text, 0o644);

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { constants, copyFileSync, existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { writeFileAtomicSync } from '../core/atomic-file';
+import { formatFileProblem, type FileProblem } from '../core/file-problem';
 import { lineAndColumn, parseJsonLocated } from '../core/json-location';
 import type { Logger } from '../core/log';
 import { DevstreamsError } from '../wire';
@@ -26,17 +27,6 @@ export class RegistryShapeError extends Error {
   }
 }
 
-export interface RegistryFileProblem {
-  file: string;
-  line: number;
-  col: number;
-  message: string;
-}
-
-export function formatRegistryProblem(p: RegistryFileProblem): string {
-  return `${p.file}:${p.line}:${p.col}: ${p.message}`;
-}
-
 export interface RegistryFileOptions<T> {
   path: string;
   mode: number;
@@ -50,7 +40,7 @@ export interface RegistryFileOptions<T> {
   onChange?: (prev: T, next: T) => void;
 }
 
-type Read<T> = { value: T } | { problem: RegistryFileProblem };
+type Read<T> = { value: T } | { problem: FileProblem };
 
 /** Identity of what is on disk now: a rename gives a new inode, an edit in place a new size or mtime. */
 function stampOf(path: string): string {
@@ -66,7 +56,7 @@ function stampOf(path: string): string {
 export class RegistryFile<T> {
   private value: T;
   private stamp = '';
-  private problem?: RegistryFileProblem;
+  private problem?: FileProblem;
   private seenOnDisk = false;
   private watcher?: FSWatcher;
   private pollTimer?: NodeJS.Timeout;
@@ -86,7 +76,7 @@ export class RegistryFile<T> {
   load(): T {
     this.stamp = stampOf(this.opts.path);
     const read = this.read();
-    if ('problem' in read) throw new DevstreamsError('ECONFIG', formatRegistryProblem(read.problem));
+    if ('problem' in read) throw new DevstreamsError('ECONFIG', formatFileProblem(read.problem));
     this.value = read.value;
     return this.value;
   }
@@ -98,7 +88,7 @@ export class RegistryFile<T> {
   }
 
   /** Why the file on disk is not used, or undefined when it is. */
-  get brokenBy(): RegistryFileProblem | undefined {
+  get brokenBy(): FileProblem | undefined {
     this.refresh();
     return this.problem;
   }
@@ -114,7 +104,7 @@ export class RegistryFile<T> {
       this.problem = read.problem;
       this.opts.log?.error(
         { file: read.problem.file, line: read.problem.line, col: read.problem.col },
-        `${formatRegistryProblem(read.problem)}; keeping the last good ${basename(this.opts.path)} and serving with it until the file is fixed`,
+        `${formatFileProblem(read.problem)}; keeping the last good ${basename(this.opts.path)} and serving with it until the file is fixed`,
       );
       return;
     }
@@ -134,14 +124,14 @@ export class RegistryFile<T> {
     if (!force) {
       throw new DevstreamsError(
         'ECONFIG',
-        `${formatRegistryProblem(read.problem)}; not writing over a broken ${basename(this.opts.path)}: fix it by hand, or add --force to set it aside and start a new one (its entries are then lost from the registry)`,
+        `${formatFileProblem(read.problem)}; not writing over a broken ${basename(this.opts.path)}: fix it by hand, or add --force to set it aside and start a new one (its entries are then lost from the registry)`,
       );
     }
     const aside = `${this.opts.path}.broken-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     // A copy, not a rename: the file stays in place until the new one replaces it, so a running hub
     // never sees it missing.
     copyFileSync(this.opts.path, aside, constants.COPYFILE_EXCL);
-    process.stderr.write(`devstreams: ${formatRegistryProblem(read.problem)}; --force: set it aside as ${aside} and started a new ${basename(this.opts.path)}\n`);
+    process.stderr.write(`devstreams: ${formatFileProblem(read.problem)}; --force: set it aside as ${aside} and started a new ${basename(this.opts.path)}\n`);
     return this.opts.empty();
   }
 

@@ -1,5 +1,6 @@
 import { Agent } from '../../agent/agent';
-import { ConfigError, formatProblem, loadAgentConfig } from '../../agent/config';
+import { ConfigError, loadAgentConfig } from '../../agent/config';
+import { formatFileProblem } from '../../core/file-problem';
 import { createLogger, type Logger } from '../../core/log';
 import { embeddedNode, runtimeEnded } from '../version';
 import { runUntilSignalled } from './until-signalled';
@@ -14,7 +15,7 @@ export function reloadOnHangup(file: string, agent: Agent, log: Logger): void {
     try {
       agent.reload(loadAgentConfig(file));
     } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [(err as Error).message];
+      const problems = err instanceof ConfigError ? err.problems.map(formatFileProblem) : [(err as Error).message];
       for (const problem of problems) log.error({ problem }, `config reload: ${problem}`);
       log.error({ file, problems: problems.length }, 'config reload failed: keeping the running config');
     }
