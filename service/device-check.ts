@@ -9,10 +9,13 @@ import type { HubClient } from './hub-client';
  * list devices (IoT Hub answers our GET /devices differently), is only a warning: the port still
  * listens and each connection tries again.
  */
+/** How long `connect` waits for the device list before it listens anyway (a hub that does not answer). */
+export const DEVICE_CHECK_TIMEOUT_MS = 5_000;
+
 export async function requireKnownDevice(client: HubClient, deviceId: string, log: Logger): Promise<void> {
   let known: boolean;
   try {
-    known = (await client.listDevices()).some((d) => d.deviceId === deviceId);
+    known = (await client.listDevices(DEVICE_CHECK_TIMEOUT_MS)).some((d) => d.deviceId === deviceId);
   } catch (err) {
     if (isDevstreamsError(err) && ['EUNAUTHORIZED', 'ECLOCK_SKEW', 'ECERT_UNTRUSTED'].includes(err.code)) throw err;
     log.warn({ device: deviceId, err: (err as Error).message }, `cannot check that device "${deviceId}" exists: ${(err as Error).message}`);

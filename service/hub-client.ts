@@ -221,8 +221,8 @@ export class HubClient {
   }
 
   /** `GET /devices`: every device with its connection state and last health (our hub; IoT Hub gives no health). */
-  async listDevices(): Promise<DeviceView[]> {
-    const res = await this.call('GET', `${DEVICES_PATH}?api-version=${API_VERSION}`, {}, LIST_TIMEOUT_MS);
+  async listDevices(timeoutMs = LIST_TIMEOUT_MS): Promise<DeviceView[]> {
+    const res = await this.call('GET', `${DEVICES_PATH}?api-version=${API_VERSION}`, {}, timeoutMs);
     const { statusCode, body } = res;
     if (statusCode === 401) throw this.refusedCredentials(res, errorMessage(body));
     if (statusCode !== 200) throw new DevstreamsError('EHUB_ERROR', `the hub answered ${statusCode} to GET ${DEVICES_PATH}: ${body.slice(0, 200)}`);
