@@ -19,6 +19,8 @@ import { SESSION_COOKIE } from './sessions';
 export const DEVICE_WEB_PREFIX = '/console/d/';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** How long a device's web service may take to start its answer before the browser gets 504. */
+export const DEVICE_RESPONSE_TIMEOUT_MS = 60_000;
 /** Request head bytes the hub writes to a device's WebSocket service at most. */
 const MAX_UPGRADE_HEAD_BYTES = 16 * 1024;
 
@@ -117,17 +119,25 @@ export async function proxyHttp(req: IncomingMessage, res: ServerResponse, targe
     headers: deviceRequestHeaders(req, target.prefix, false),
     createConnection: () => conn.socket as never,
   });
+  const deadline = setTimeout(() => {
+    if (!res.headersSent) res.writeHead(504, { 'content-type': 'text/plain; charset=utf-8' }).end(`${target.deviceId}/${target.service} did not answer within ${DEVICE_RESPONSE_TIMEOUT_MS / 1000} s\n`);
+    upstream.destroy();
+    conn.end();
+  }, DEVICE_RESPONSE_TIMEOUT_MS);
   res.on('close', () => {
+    clearTimeout(deadline);
     if (!res.writableFinished) {
       upstream.destroy();
       conn.end();
     }
   });
   upstream.on('response', (r) => {
+    clearTimeout(deadline);
     res.writeHead(r.statusCode ?? 502, browserResponseHeaders(r.headers, target.prefix));
     r.pipe(res);
   });
   upstream.on('error', (err) => {
+    clearTimeout(deadline);
     log.debug({ device: target.deviceId, service: target.service, err: err.message }, 'device web request failed');
     if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' }).end(`${target.deviceId}/${target.service} did not answer: ${err.message}\n`);
     else res.destroy();
