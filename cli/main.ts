@@ -105,6 +105,11 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // Whoever read our output went away (`devstreams devices | head -1`): done, as a C program would
+  // be by SIGPIPE, instead of an unhandled EPIPE with a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
+  });
   const program = finishProgram(buildProgram());
   try {
     await program.parseAsync(argv);

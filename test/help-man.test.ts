@@ -45,3 +45,12 @@ describe('bash completion (devstreams completion)', () => {
     }
   });
 });
+
+describe('output into a closed pipe', () => {
+  it('--help | head -1 ends quietly (no EPIPE stack trace)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { BUNDLE } = await import('./helpers/cli');
+    const out = execFileSync('bash', ['-c', `"${process.execPath}" "${BUNDLE}" --help 2>&1 >/dev/null | cat; "${process.execPath}" "${BUNDLE}" --help 2>/tmp/devstreams-epipe-$$ | head -1 >/dev/null; cat /tmp/devstreams-epipe-$$; rm -f /tmp/devstreams-epipe-$$`], { encoding: 'utf8' });
+    expect(out).not.toMatch(/EPIPE|Unhandled/);
+  });
+});
