@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../core/log';
 import { DevstreamsError } from '../wire';
-import { FollowedRegistry, RegistryShapeError } from './registry-file';
+import { FollowedRegistry, RegistryShapeError, entriesToJson, isJsonObject, isObjectName, keysOfBoth } from './registry-file';
 
 /**
  * The device registry (devices.json, 0600): each device's two keys (or X.509), when it was created,
@@ -47,13 +47,12 @@ export function newKey(): string {
 
 /** IoT Hub device ids: up to 128 of letters, digits and `-.%_*?!(),=@$'` with `:` too; we allow a safe subset. */
 const DEVICE_ID = /^[A-Za-z0-9\-._:@]{1,128}$/;
-/** Names that mean something to JavaScript objects (`__proto__`, `constructor`, …) or to paths (`.`, `..`). */
-const RESERVED_IDS = new Set([...Object.getOwnPropertyNames(Object.prototype), 'prototype']);
 
 /** Why `id` cannot be a device id, or undefined when it can. */
 export function deviceIdProblem(id: string): string | undefined {
   if (!DEVICE_ID.test(id)) return `device id "${id.slice(0, 140)}" must be 1-128 of letters, digits and - . _ : @`;
-  if (RESERVED_IDS.has(id) || /^\.+$/.test(id)) return `device id "${id}" is reserved: choose another`;
+  // Names that mean something to JavaScript objects (`__proto__`, `constructor`, …) or to paths (`.`, `..`).
+  if (isObjectName(id) || /^\.+$/.test(id)) return `device id "${id}" is reserved: choose another`;
   return undefined;
 }
 
@@ -62,11 +61,9 @@ export function assertDeviceId(id: string): void {
   if (problem) throw new DevstreamsError('EUSAGE', problem);
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-
 function decodeRecord(id: string, raw: unknown): DeviceRecord {
   const bad = (why: string): RegistryShapeError => new RegistryShapeError(`device "${id}": ${why}`, id);
-  if (!isObject(raw)) throw bad('not an object');
+  if (!isJsonObject(raw)) throw bad('not an object');
   const { primary_key, secondary_key, created, authentication, status } = raw;
   if (typeof primary_key !== 'string' || typeof secondary_key !== 'string') throw bad('primary_key and secondary_key must be strings');
   if (authentication !== undefined && authentication !== 'sas' && authentication !== 'x509_ca') throw bad('authentication must be "sas" or "x509_ca"');
@@ -81,7 +78,7 @@ function decodeRecord(id: string, raw: unknown): DeviceRecord {
 }
 
 export function decodeDevices(raw: unknown): Map<string, DeviceRecord> {
-  if (!isObject(raw) || !isObject(raw.devices)) throw new RegistryShapeError('expected {"devices": {ID: {...}, ...}}');
+  if (!isJsonObject(raw) || !isJsonObject(raw.devices)) throw new RegistryShapeError('expected {"devices": {ID: {...}, ...}}');
   const devices = new Map<string, DeviceRecord>();
   for (const [id, record] of Object.entries(raw.devices)) {
     const problem = deviceIdProblem(id);
@@ -92,17 +89,13 @@ export function decodeDevices(raw: unknown): Map<string, DeviceRecord> {
 }
 
 function encodeDevices(devices: Map<string, DeviceRecord>): unknown {
-  // A null-prototype object: `__proto__` as a key would be data here, not a prototype.
-  const out = Object.create(null) as Record<string, DeviceRecord>;
-  for (const [id, record] of devices) out[id] = record;
-  return { devices: out };
+  return { devices: entriesToJson(devices) };
 }
 
 /** The changes between two registries, in a stable order (by device id). */
 export function diffRegistries(prev: Map<string, DeviceRecord>, next: Map<string, DeviceRecord>): RegistryChange[] {
   const changes: RegistryChange[] = [];
-  const ids = [...new Set([...prev.keys(), ...next.keys()])].sort();
-  for (const deviceId of ids) {
+  for (const deviceId of keysOfBoth(prev, next)) {
     const a = prev.get(deviceId);
     const b = next.get(deviceId);
     if (!a && b) {

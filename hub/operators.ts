@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../core/log';
 import { DevstreamsError, OPERATOR_NAME, isDevstreamsError, parseSasToken, verifySasToken, type SasToken } from '../wire';
 import { newKey } from './device-registry';
-import { FollowedRegistry, RegistryShapeError } from './registry-file';
+import { FollowedRegistry, RegistryShapeError, entriesToJson, isJsonObject, isObjectName, keysOfBoth } from './registry-file';
 
 /**
  * Operators: the people and scripts on the service side, each with its own key (operators.json,
@@ -43,12 +43,11 @@ export interface OperatorLimits {
   services?: string[];
 }
 
-const RESERVED_NAMES = new Set([...Object.getOwnPropertyNames(Object.prototype), 'prototype']);
 const PATTERN = /^[A-Za-z0-9\-._:@*?]{1,128}$/;
 
 export function operatorNameProblem(name: string): string | undefined {
   if (!OPERATOR_NAME.test(name)) return `operator name "${name.slice(0, 80)}" must be 1-64 of letters, digits and . _ - @, starting with a letter or digit`;
-  if (RESERVED_NAMES.has(name)) return `operator name "${name}" is reserved: choose another`;
+  if (isObjectName(name)) return `operator name "${name}" is reserved: choose another`;
   return undefined;
 }
 
@@ -84,16 +83,15 @@ function revisionOf(name: string, r: OperatorRecord): string {
   return createHash('sha256').update(JSON.stringify([name, r.key, r.devices ?? null, r.services ?? null])).digest('hex').slice(0, 16);
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string' && PATTERN.test(s));
 
 function decodeOperators(raw: unknown): Map<string, OperatorRecord> {
-  if (!isObject(raw) || !isObject(raw.operators)) throw new RegistryShapeError('expected {"operators": {NAME: {"key": ...}, ...}}');
+  if (!isJsonObject(raw) || !isJsonObject(raw.operators)) throw new RegistryShapeError('expected {"operators": {NAME: {"key": ...}, ...}}');
   const out = new Map<string, OperatorRecord>();
   for (const [name, r] of Object.entries(raw.operators)) {
     const problem = operatorNameProblem(name);
     if (problem) throw new RegistryShapeError(problem, name);
-    if (!isObject(r) || typeof r.key !== 'string' || r.key === '') throw new RegistryShapeError(`operator "${name}": needs a "key"`, name);
+    if (!isJsonObject(r) || typeof r.key !== 'string' || r.key === '') throw new RegistryShapeError(`operator "${name}": needs a "key"`, name);
     if (r.devices !== undefined && !isStringList(r.devices)) throw new RegistryShapeError(`operator "${name}": "devices" must be a list of device id patterns`, name);
     if (r.services !== undefined && !isStringList(r.services)) throw new RegistryShapeError(`operator "${name}": "services" must be a list of service names`, name);
     out.set(name, {
@@ -107,14 +105,12 @@ function decodeOperators(raw: unknown): Map<string, OperatorRecord> {
 }
 
 function encodeOperators(ops: Map<string, OperatorRecord>): unknown {
-  const out = Object.create(null) as Record<string, OperatorRecord>;
-  for (const [name, r] of ops) out[name] = r;
-  return { operators: out };
+  return { operators: entriesToJson(ops) };
 }
 
 function diffOperators(prev: Map<string, OperatorRecord>, next: Map<string, OperatorRecord>): OperatorChange[] {
   const changes: OperatorChange[] = [];
-  for (const name of [...new Set([...prev.keys(), ...next.keys()])].sort()) {
+  for (const name of keysOfBoth(prev, next)) {
     const a = prev.get(name);
     const b = next.get(name);
     if (!a && b) changes.push({ name, change: 'added' });

@@ -17,6 +17,28 @@ import { DevstreamsError } from '../wire';
  */
 export const REGISTRY_POLL_INTERVAL_MS = 1000;
 
+/** A JSON object: not null, not an array. */
+export const isJsonObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+const OBJECT_NAMES = new Set([...Object.getOwnPropertyNames(Object.prototype), 'prototype']);
+
+/** Names that mean something to JavaScript objects (`__proto__`, `constructor`, …): never a registry key. */
+export function isObjectName(name: string): boolean {
+  return OBJECT_NAMES.has(name);
+}
+
+/** A registry's entries as JSON: a null-prototype object, so `__proto__` as a key would be data, not a prototype. */
+export function entriesToJson<V>(entries: Map<string, V>): Record<string, V> {
+  const out = Object.create(null) as Record<string, V>;
+  for (const [key, value] of entries) out[key] = value;
+  return out;
+}
+
+/** The keys of two registries, in the stable order their changes are announced in. */
+export function keysOfBoth(prev: Map<string, unknown>, next: Map<string, unknown>): string[] {
+  return [...new Set([...prev.keys(), ...next.keys()])].sort();
+}
+
 /** Thrown by a decoder for content that parses but is not a registry; `key` is located in the text. */
 export class RegistryShapeError extends Error {
   constructor(
