@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { constants, copyFileSync, existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { constants, copyFileSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { writeFileAtomicSync } from '../core/atomic-file';
 import { formatFileProblem, type FileProblem } from '../core/file-problem';
@@ -206,7 +206,8 @@ export class RegistryFile<T> {
     const file = this.opts.path;
     let text: string;
     try {
-      if (!existsSync(file) && statSync(file, { throwIfNoEntry: false }) === undefined) return { value: this.opts.empty() };
+      // Absent: the empty registry; any other stat error (EACCES) is a problem, below.
+      if (statSync(file, { throwIfNoEntry: false }) === undefined) return { value: this.opts.empty() };
       text = readFileSync(file, 'utf8');
       this.seenOnDisk = true;
     } catch (err) {
