@@ -32,7 +32,9 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
   const procs: Proc[] = [];
   const cli = (args: string[]): Promise<string> => run(NODE, [bundle, ...args], { timeoutMs: 60_000 });
   // The hub's per-device request rate (default 1/s, burst 10) is raised to what is being measured.
-  const rate = ['--device-stream-rate', '2000/5000', '--service-stream-rate', '2000/5000'];
+  // So are the caps on connections still authenticating: every stream leg comes from 127.0.0.1, and
+  // 1,000 streams opened at once are 2,000 TLS handshakes from one address.
+  const rate = ['--device-stream-rate', '2000/5000', '--service-stream-rate', '2000/5000', '--unauthenticated-max', '16384/16384'];
   const hub = new Proc('hub', NODE, [bundle, 'hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...rate], { logFile: join(dir, 'hub.log') });
   procs.push(hub);
   try {

@@ -2,9 +2,12 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../core/log';
 
 /** Connections that have not authenticated yet, in total (both listeners). */
-export const UNAUTHENTICATED_CONNECTIONS_MAX = 512;
-/** Connections that have not authenticated yet, from one remote address. */
-export const UNAUTHENTICATED_PER_ADDRESS_MAX = 64;
+export const UNAUTHENTICATED_CONNECTIONS_MAX = 1024;
+/**
+ * Connections that have not authenticated yet, from one remote address: above a device's burst of
+ * stream requests (100, each one streaming WebSocket still in its TLS handshake at the same moment).
+ */
+export const UNAUTHENTICATED_PER_ADDRESS_MAX = 256;
 
 export interface AdmissionLimits {
   total: number;

@@ -28,13 +28,13 @@ function parseRate(text: string, flag: string): { perSecond: number; burst: numb
   return { perSecond, burst };
 }
 
-/** `TOTAL/PER_ADDRESS` (`512/64`): the caps on connections that have not authenticated yet. */
+/** `TOTAL/PER_ADDRESS` (`1024/256`): the caps on connections that have not authenticated yet. */
 function parseAdmission(text: string): { total: number; perAddress: number } {
   const m = /^(\d+)\/(\d+)$/.exec(text.trim());
   const total = Number(m?.[1]);
   const perAddress = Number(m?.[2]);
   if (!m || total < 1 || perAddress < 1 || perAddress > total) {
-    throw new DevstreamsError('EUSAGE', `--unauthenticated-max wants TOTAL/PER_ADDRESS such as 512/64 (per address at most the total), not "${text}"`);
+    throw new DevstreamsError('EUSAGE', `--unauthenticated-max wants TOTAL/PER_ADDRESS such as 1024/256 (per address at most the total), not "${text}"`);
   }
   return { total, perAddress };
 }
