@@ -27,7 +27,7 @@ const FUZZ_DEVICES = 4;
 
 /**
  * The hostile-input suite (issue 11): generated malformed input on every surface of the real hub
- * process (HTTPS requests, WebSocket upgrades, MQTT over TLS and over WebSocket, TLS garbage), at
+ * process (HTTPS requests, WebSocket upgrades, MQTT over TLS and over WebSocket, TLS garbage, the web console), at
  * least 10,000 inputs, then a normal stream must work and the hub's RSS must be within a stated bound
  * of where it started. Reproduce a failure with HOSTILE_SEED=<the printed seed>.
  */

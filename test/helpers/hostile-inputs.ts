@@ -351,4 +351,88 @@ export const tlsGarbageSurface: Surface = {
 };
 
 /** Every surface the suite covers. Add yours here (console, operators, ...). */
-export const SURFACES: Surface[] = [httpSurface, upgradeSurface, mqttTlsSurface, mqttWebSocketSurface, tlsGarbageSurface];
+// ---------------------------------------------------------------------------------------------
+// The web console (hub/console/, docs/console.md): sign-in bodies, session cookies, console paths,
+// and its terminal WebSocket.
+
+function hostileConsolePath(rng: Rng): string {
+  return rng.pick([
+    '/console',
+    '/console/',
+    '/console/login',
+    '/console/api/login',
+    '/console/api/logout',
+    '/console/api/session',
+    '/console/api/state',
+    '/console/api/events',
+    `/console/api/streams/${rng.bytes(16).toString('hex')}/close`,
+    '/console/api/streams/../../x/close',
+    '/console/assets/app.js',
+    '/console/assets/../../hub.json',
+    '/console/assets/%2e%2e%2fsecrets.json',
+    '/console/d/pi/web/',
+    '/console/d/%zz/web/',
+    `/console/d/${rng.text(rng.int(300))}/${rng.text(rng.int(40))}/${rng.text(rng.int(200))}`,
+    '/console/%00',
+    `/console/${'a/'.repeat(rng.int(3000))}`,
+  ]);
+}
+
+function hostileCookie(rng: Rng): string {
+  return rng.pick([
+    `__Host-devstreams-console=${rng.text(43)}`,
+    `__Host-devstreams-console=${'A'.repeat(rng.int(9000))}`,
+    '__Host-devstreams-console',
+    '__Host-devstreams-console=; __Host-devstreams-console=x',
+    `${'x=y; '.repeat(rng.int(2000))}`,
+    rng.bytes(rng.int(200)).toString('latin1'),
+  ]);
+}
+
+function hostileLoginBody(rng: Rng): string {
+  return rng.pick([
+    '{"operator":"service","key":"wrong"}',
+    '{"operator":{"toString":1},"key":[1]}',
+    '{"operator":"__proto__","key":"x","__proto__":{"admin":true}}',
+    '{"operator": ',
+    '[]',
+    'null',
+    `{"operator":"${'o'.repeat(rng.int(5000))}","key":"${'k'.repeat(rng.int(5000))}"}`,
+    rng.text(rng.int(6000)),
+  ]);
+}
+
+function hostileConsoleRequest(rng: Rng): Buffer {
+  const post = rng.chance(0.5);
+  const body = post ? Buffer.from(hostileLoginBody(rng), 'latin1') : Buffer.alloc(0);
+  const lines = [`${post ? 'POST' : rng.pick(['GET', 'GET', 'HEAD', 'PUT', 'DELETE'])} ${post && rng.chance(0.6) ? '/console/api/login' : hostileConsolePath(rng)} HTTP/1.1`, 'Host: hub'];
+  if (rng.chance(0.6)) lines.push(`Content-Type: ${rng.pick(['application/json', 'application/x-www-form-urlencoded', 'text/plain', rng.text(40)])}`);
+  if (rng.chance(0.5)) lines.push(`Origin: ${rng.pick(['https://hub', 'https://evil.example', 'null', rng.text(60)])}`);
+  if (rng.chance(0.3)) lines.push(`Sec-Fetch-Site: ${rng.pick(['same-origin', 'cross-site', 'none', rng.text(20)])}`);
+  if (rng.chance(0.5)) lines.push(`Cookie: ${hostileCookie(rng)}`);
+  if (rng.chance(0.3)) lines.push(`x-devstreams-csrf: ${rng.text(rng.int(100))}`);
+  if (post) lines.push(`Content-Length: ${rng.chance(0.9) ? body.length : rng.pick([0, 99999, -1])}`);
+  return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), body]);
+}
+
+function hostileConsoleUpgrade(rng: Rng): Buffer {
+  const query = rng.pick(['', '?device=pi', `?device=${rng.text(rng.int(400))}&service=${rng.text(rng.int(100))}`, '?device=%zz', '?device=&service=', `?${'device=x&'.repeat(rng.int(500))}`]);
+  const path = rng.chance(0.8) ? `/console/api/terminal${query}` : hostileConsolePath(rng);
+  const headers: Record<string, string> = {};
+  if (rng.chance(0.6)) headers.cookie = hostileCookie(rng);
+  if (rng.chance(0.6)) headers.origin = rng.pick(['https://hub', 'https://evil.example', 'null', '']);
+  const after = rng.chance(0.5) ? wsFrame(rng.bytes(rng.int(300)), rng.chance(0.3) ? { opcode: 1 } : {}) : Buffer.alloc(0);
+  return Buffer.concat([Buffer.from(upgradeRequest(path, headers), 'latin1'), after]);
+}
+
+export const consoleSurface: Surface = {
+  name: 'console',
+  connections: 600,
+  generate(rng) {
+    if (rng.chance(0.3)) return { port: 'https', tls: true, chunks: [hostileConsoleUpgrade(rng)], inputs: 1 };
+    const n = 1 + rng.int(4);
+    return { port: 'https', tls: true, chunks: Array.from({ length: n }, () => hostileConsoleRequest(rng)), inputs: n };
+  },
+};
+
+export const SURFACES: Surface[] = [httpSurface, upgradeSurface, mqttTlsSurface, mqttWebSocketSurface, tlsGarbageSurface, consoleSurface];
