@@ -42,7 +42,8 @@ export function buildProgram(): Command {
     .option('--service-stream-rate <per_s/burst>', `stream requests one service credential may make: per second / burst (default ${DEFAULT_SERVICE_STREAM_LIMIT.perSecond}/${DEFAULT_SERVICE_STREAM_LIMIT.burst})`)
     .option('--unauthenticated-max <total/per_address>', `connections that have not authenticated yet, in all and from one address; more are closed at once (default ${UNAUTHENTICATED_CONNECTIONS_MAX}/${UNAUTHENTICATED_PER_ADDRESS_MAX})`)
     .option('--drain <duration>', 'on SIGTERM: how long open streams may run to their end before the rest are reset', '30s')
-    .option('--ping-interval <duration>', 'ping streaming WebSockets this often; a side silent for two intervals is cut', '30s');
+    .option('--ping-interval <duration>', 'ping streaming WebSockets this often; a side silent for two intervals is cut', '30s')
+    .option('--metrics-listen <host:port>', 'Prometheus text metrics (GET /metrics) here, such as 127.0.0.1:9465; off unless set');
   // Fleet options after the essential ones, so --help reads in the order a newcomer needs.
   addFleetOptions(hub).action(async (opts: HubCliOptions) => (await import('./run/hub')).runHub(opts));
 

@@ -8,6 +8,8 @@ import { WebSocketServer, createWebSocketStream } from 'ws';
 import { formatHostName, formatHostPort } from '../core/address';
 import { LISTEN_BACKLOG, describeFdExhaustion, isFdExhaustion } from '../core/fd-limit';
 import { ThrottledWarning } from '../core/log-throttle';
+import { MetricsEndpoint } from '../core/metrics-endpoint';
+import { formatHubMetrics, type HubCounts } from './metrics';
 import type { Logger } from '../core/log';
 import { STREAM_HANDSHAKE_TIMEOUT_S } from '../wire';
 import { EmbeddedBroker } from './broker';
@@ -52,6 +54,8 @@ export interface HubOptions {
   admission?: Partial<AdmissionLimits>;
   /** Unique per hub instance (external broker mode); random when not given. */
   instanceId?: string;
+  /** Prometheus text metrics (`GET /metrics`) on this address, loopback advised; off unless set. */
+  metricsListen?: string;
   /** On stop: how long joined streams may run to their end before the rest are reset (DEFAULT_DRAIN_MS). */
   drainMs?: number;
   /** Streaming WebSocket ping interval; a side silent for two of these is cut. */
@@ -103,6 +107,7 @@ export class Hub {
   private draining = false;
   private readonly handshakeTimeouts: ThrottledWarning;
   private readonly acceptErrors: ThrottledWarning;
+  private metrics?: MetricsEndpoint;
   /** Who may use the service side: `verify()` a credential, `revision()`/`change` to notice removal. */
   operators?: OperatorStore;
   /** One audit record per stream (logged; the recent ones kept for the console). */
@@ -261,6 +266,10 @@ export class Hub {
     dataDir.writeSettings({ host_name: this.hostName, listen: formatHostPort(listen.host, port) });
     log.info({ listen: formatHostPort(listen.host, port), host_name: this.hostName, data_dir: this.opts.dataDir }, 'hub listening');
     if (this.opts.mqttListen && !external) await this.startMqttTls(this.opts.mqttListen, tlsOptions, admission);
+    if (this.opts.metricsListen) {
+      this.metrics = new MetricsEndpoint(this.opts.metricsListen, () => formatHubMetrics(this.counts()), log.child({ part: 'metrics' }));
+      await this.metrics.start();
+    }
     if (this.opts.devicePagesListen && this.console) await this.startDevicePages(this.opts.devicePagesListen, this.console, httpsOptions, admission);
   }
 
@@ -282,6 +291,17 @@ export class Hub {
     await listenOn(server, at);
     this.pagesServer = server;
     this.opts.log.info({ device_pages_listen: formatHostPort(at.host, this.devicePagesPort) }, 'device pages listening');
+  }
+
+  /** The load signals the metrics endpoint shows. */
+  counts(): HubCounts {
+    const e = this.endpoint?.counts ?? { refused: 0, handshakeTimeouts: 0, joined: 0 };
+    return { streamsActive: this.activeStreams, streamsJoined: e.joined, streamHandshakeTimeouts: e.handshakeTimeouts, streamingRefused: e.refused, tlsHandshakeTimeouts: this.handshakeTimeouts.total, acceptErrors: this.acceptErrors.total };
+  }
+
+  /** Port of the metrics endpoint once listening (0 otherwise). */
+  get metricsPort(): number {
+    return this.metrics?.port ?? 0;
   }
 
   /** Port of the MQTT/TLS listener (0 when there is none). */
@@ -387,6 +407,7 @@ export class Hub {
       }
     }
     this.mqttWss?.close();
+    await this.metrics?.stop();
     server?.closeAllConnections();
     const mqttServer = this.mqttServer;
     this.mqttServer = undefined;

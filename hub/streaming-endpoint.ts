@@ -90,8 +90,8 @@ export class StreamingEndpoint {
   }
 
   /** Streaming connections refused (bad or reused tokens) and streams whose partner never came, since start. */
-  get counts(): { refused: number; handshakeTimeouts: number } {
-    return { refused: this.refusals.total, handshakeTimeouts: this.handshakeTimeouts.total };
+  get counts(): { refused: number; handshakeTimeouts: number; joined: number } {
+    return { refused: this.refusals.total, handshakeTimeouts: this.handshakeTimeouts.total, joined: this.streamsTotal };
   }
 
   get activeStreams(): number {

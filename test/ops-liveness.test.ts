@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { WebSocket } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusSnapshot } from '../agent/status';
 import { startProcessWorld, type ProcessWorld } from './helpers/process-world';
@@ -145,6 +146,30 @@ describe('failed setups are counted and said', () => {
       const body = await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`).then((r) => r.text());
       expect(body).toMatch(/^devstreams_stream_failures_total\{reason="target-unavailable"\} 1$/m);
       expect(body).toMatch(/^devstreams_stream_failures_total\{reason="stream-failed"\} 0$/m);
+    } finally {
+      await stack.stop();
+    }
+  }, 60_000);
+});
+
+describe('the hub counts what used to be invisible under load', () => {
+  it('refused streaming connections and stream handshake timeouts, on GET /metrics', async () => {
+    const stack = await startStack({ handshakeTimeoutMs: 300, hub: { metricsListen: '127.0.0.1:0' } });
+    try {
+      await until(() => stack.hub.metricsPort > 0, 'the hub metrics endpoint');
+      // A streaming connection without a token: refused (401).
+      const refused = new WebSocket(`wss://${stack.hub.host}/bridges/nope`, { ca: stack.caPem });
+      const status = await new Promise<number>((r) => refused.once('unexpected-response', (_req, res) => r(res.statusCode ?? 0)).once('error', () => r(0)));
+      expect(status).toBe(401);
+      // A stream whose service side never comes: the device's side waits, then 4002.
+      await stack.startAgent(`  echo:\n    port: ${await closedPort()}\n`);
+      await stack.client.requestStream('pi-001', 'echo');
+      await until(() => stack.hub.counts().streamHandshakeTimeouts === 1, 'the handshake to time out');
+      const body = await fetch(`http://127.0.0.1:${stack.hub.metricsPort}/metrics`).then((r) => r.text());
+      expect(body).toMatch(/^devstreams_hub_streaming_refused_total 1$/m);
+      expect(body).toMatch(/^devstreams_hub_stream_handshake_timeouts_total 1$/m);
+      expect(body).toMatch(/^devstreams_hub_accept_errors_total 0$/m);
+      expect(stack.hub.counts().streamingRefused).toBe(1);
     } finally {
       await stack.stop();
     }

@@ -17,6 +17,7 @@ export interface HubCliOptions extends FleetCliOptions {
   unauthenticatedMax?: string;
   drain: string;
   pingInterval: string;
+  metricsListen?: string;
 }
 
 /** `RATE/BURST` (`200/1000`): a steady rate per second and a burst, for the hub's stream request limits. */
@@ -61,6 +62,7 @@ export async function runHub(opts: HubCliOptions): Promise<void> {
     ...(opts.unauthenticatedMax ? { admission: parseAdmission(opts.unauthenticatedMax) } : {}),
     ...fleetHubOptions(opts),
     drainMs: durationOption(opts.drain, '--drain'),
+    ...(opts.metricsListen ? { metricsListen: opts.metricsListen } : {}),
     pingIntervalMs: durationOption(opts.pingInterval, '--ping-interval', 100),
     log,
   });

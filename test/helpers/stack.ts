@@ -37,7 +37,7 @@ export interface Stack {
 }
 
 /** A real hub on 127.0.0.1:0 with its own data directory, plus helpers to add agents and `connect` ports. */
-export async function startStack(opts: { handshakeTimeoutMs?: number; hub?: Partial<Pick<HubOptions, 'mqttListen' | 'rateLimits'>> } = {}): Promise<Stack> {
+export async function startStack(opts: { handshakeTimeoutMs?: number; hub?: Partial<Pick<HubOptions, 'mqttListen' | 'rateLimits' | 'metricsListen'>> } = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-test-'));
   const hub = new Hub({
     dataDir: dir,
