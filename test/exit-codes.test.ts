@@ -39,7 +39,7 @@ describe('exit codes: one table for every subcommand', () => {
   });
 
   it('no connection string is a usage error (64) and a malformed one a config error (78), everywhere', async () => {
-    for (const args of [['devices'], ['shell', 'pi-001'], ['proxy', 'pi-001']]) {
+    for (const args of [['devices'], ['shell', 'pi-001'], ['proxy', 'pi-001'], ['ssh', 'pi-001', 'true']]) {
       expect((await runCliToEnd(args, { DEVSTREAMS_CONNECTION_STRING: '' })).code).toBe(EXIT.USAGE);
       expect((await runCliToEnd(args, { DEVSTREAMS_CONNECTION_STRING: 'HostName=x' })).code).toBe(EXIT.CONFIG);
     }

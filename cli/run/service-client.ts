@@ -8,7 +8,8 @@ export interface ServiceCliOptions {
   proxy?: string;
 }
 
-function readCa(file: string): Buffer {
+export function readCa(file: string | undefined): Buffer | undefined {
+  if (!file) return undefined;
   try {
     return readFileSync(file);
   } catch (err) {
@@ -16,7 +17,7 @@ function readCa(file: string): Buffer {
   }
 }
 
-function serviceConnectionString(): string {
+export function serviceConnectionString(): string {
   const cs = process.env.DEVSTREAMS_CONNECTION_STRING;
   if (!cs) {
     throw new DevstreamsError('EUSAGE', 'set DEVSTREAMS_CONNECTION_STRING to the service connection string (devstreams hub service-string --data-dir DIR prints it)');

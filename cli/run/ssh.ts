@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
-import type { ServiceCliOptions } from './service-client';
+import { parseServiceConnectionString } from '../../wire';
+import { readCa, serviceConnectionString, type ServiceCliOptions } from './service-client';
 
 /** How ssh should start this very program: the bundle under node, or a single executable alone. */
 function selfCommand(): string[] {
@@ -22,6 +23,9 @@ export function proxyCommandFor(opts: ServiceCliOptions & { service: string }): 
 
 /** `devstreams ssh [USER@]DEVICE [ssh args]`: ssh with devstreams as its ProxyCommand; exits with ssh's status. */
 export async function runSsh(destination: string, sshArgs: string[], opts: ServiceCliOptions & { service: string }): Promise<void> {
+  // What the ProxyCommand would fail on, said once here rather than by ssh's child.
+  parseServiceConnectionString(serviceConnectionString());
+  readCa(opts.ca);
   // Ctrl-C belongs to ssh (and the remote side): ours would only orphan it.
   const ignore = (): void => undefined;
   process.on('SIGINT', ignore);
