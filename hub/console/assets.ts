@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -39,15 +40,21 @@ export interface ConsoleAssets {
   appPage: string;
 }
 
-function page(title: string, body: string, script: string): string {
+/** Asset URLs carry a digest of the file, so a browser may keep them for a day and still never runs an old one after an upgrade. */
+function assetUrl(files: ConsoleAssets['files'], name: string): string {
+  const f = files.get(name);
+  return `/console/assets/${name}?v=${f ? createHash('sha256').update(f.body).digest('base64url').slice(0, 12) : '0'}`;
+}
+
+function page(files: ConsoleAssets['files'], title: string, body: string, script: string): string {
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title}</title>
-<link rel="stylesheet" href="/console/assets/app.css">
-<script src="/console/assets/${script}" defer></script>
+<link rel="stylesheet" href="${assetUrl(files, 'app.css')}">
+<script src="${assetUrl(files, script)}" defer></script>
 </head>
 <body>
 ${body}
@@ -91,5 +98,5 @@ export function loadAssets(dir?: string): ConsoleAssets {
     const body = readFileSync(join(dir ?? join(__dirname, 'console'), name));
     files.set(name, { body, gzip: gzipSync(body), type });
   }
-  return { files, loginPage: page('Sign in · devstreams hub', LOGIN_BODY, 'login.js'), appPage: page('devstreams hub', APP_BODY, 'app.js') };
+  return { files, loginPage: page(files, 'Sign in · devstreams hub', LOGIN_BODY, 'login.js'), appPage: page(files, 'devstreams hub', APP_BODY, 'app.js') };
 }
