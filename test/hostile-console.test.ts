@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { lastLine, runCli, runCliToEnd, type CliProcess } from './helpers/cli';
+import { addDevice, serviceConnectionString, startAgentProcess, type CliProcess } from './helpers/cli';
 import { call, startConsoleHub, type Reply } from './helpers/console';
 import { exchange, healthz, statusOf, upgradeRequest, wsFrame } from './helpers/hostile';
 
@@ -29,11 +29,9 @@ describe('hostile input to the web console', () => {
     hub = await startConsoleHub(dataDir);
     pagesPort = hub.pagesPort;
     origin = `https://127.0.0.1:${hub.port}`;
-    key = /SharedAccessKey=([^;]+)/.exec(lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout))![1]!;
-    const add = await runCliToEnd(['hub', 'add-device', 'pi-001', '--data-dir', dataDir]);
-    const config = join(dir, 'agent.yaml');
-    writeFileSync(config, `hub:\n  connection_string: "${lastLine(add.stdout)}"\n  ca: ${join(dataDir, 'ca.pem')}\nservices:\n  shell:\n    pty:\n      command: /bin/sh\n`);
-    agent = runCli(['agent', '--config', config]);
+    key = /SharedAccessKey=([^;]+)/.exec(await serviceConnectionString(dataDir))![1]!;
+    const deviceString = await addDevice(dataDir, 'pi-001');
+    agent = startAgentProcess({ config: join(dir, 'agent.yaml'), dataDir, deviceString, servicesYaml: '  shell:\n    pty:\n      command: /bin/sh\n' });
     await agent.waitForLine(/listening for stream requests/);
     const signIn = await call(hub.port, 'POST', '/console/api/login', json(), JSON.stringify({ operator: 'service', key }));
     expect(signIn.status).toBe(200);

@@ -3,7 +3,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lastLine, runCli, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
+import { addDevice, lastLine, runCliToEnd, serviceConnectionString, startAgentProcess, startConnectProcess, startHubProcess, tcpServicesYaml, type CliProcess } from './helpers/cli';
 import { roundTrip, sendAndHalfClose, startEchoServer } from './helpers/targets';
 
 /** A TCP connection through `connect` that stays open: write, read the echo, write again later. */
@@ -45,23 +45,20 @@ describe('operators, as processes', () => {
   const strings: Record<string, string> = {};
   const running: CliProcess[] = [];
 
-  async function startConnect(as: string, device = 'pi-1', service = 'echo'): Promise<{ proc: CliProcess; port: number }> {
-    const proc = runCli(['connect', device, service, '--listen', '0', '--ca', ca], { DEVSTREAMS_CONNECTION_STRING: as });
+  async function startConnect(as: string, device = 'pi-1', service = 'echo'): Promise<CliProcess & { port: number }> {
+    const proc = await startConnectProcess({ dataDir, serviceString: as, device, service });
     running.push(proc);
-    const line = await proc.waitForLine(/^listening on /, 30_000);
-    return { proc, port: Number(/:(\d+),/.exec(line)![1]) };
+    return proc;
   }
 
   beforeAll(async () => {
     echo = await startEchoServer();
     hub = await startHubProcess(dataDir);
     // The string every hub starts with, taken before operators.json exists.
-    legacyString = lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout);
-    const add = await runCliToEnd(['hub', 'add-device', 'pi-1', '--data-dir', dataDir]);
-    await runCliToEnd(['hub', 'add-device', 'lab-1', '--data-dir', dataDir]);
-    const config = join(dir, 'agent.yaml');
-    writeFileSync(config, `hub:\n  connection_string: "${lastLine(add.stdout)}"\n  ca: ${ca}\nservices:\n  echo:\n    port: ${echo.port}\n  other:\n    port: ${echo.port}\n`);
-    agent = runCli(['agent', '--config', config]);
+    legacyString = await serviceConnectionString(dataDir);
+    const deviceString = await addDevice(dataDir, 'pi-1');
+    await addDevice(dataDir, 'lab-1');
+    agent = startAgentProcess({ config: join(dir, 'agent.yaml'), dataDir, deviceString, servicesYaml: tcpServicesYaml({ echo: echo.port, other: echo.port }) });
     await agent.waitForLine(/listening for stream requests/, 30_000);
     for (const [name, extra] of [
       ['alice', []],
@@ -110,7 +107,7 @@ describe('operators, as processes', () => {
     expect((await roundTrip(ok.port, Buffer.from('bob'))).toString()).toBe('bob');
     const wrongService = await startConnect(strings.bob!, 'pi-1', 'other');
     await sendAndHalfClose(wrongService.port, Buffer.from('x'));
-    await wrongService.proc.waitForLine(/operator .*bob.* may not use service .*other/, 30_000);
+    await wrongService.waitForLine(/operator .*bob.* may not use service .*other/, 30_000);
     const denied = JSON.parse(await hub.waitForLine(/"audit":"stream".*"operator":"bob".*"service":"other"/, 30_000));
     expect(denied).toMatchObject({ outcome: 'denied', device: 'pi-1', reason: 'operator "bob" may not use service "other"' });
   });
@@ -128,7 +125,7 @@ describe('operators, as processes', () => {
     expect(devices.code).not.toBe(0);
     expect(devices.stderr).toMatch(/unknown shared access policy "alice"/);
     const second = await openEcho(c.port);
-    await c.proc.waitForLine(/unknown shared access policy .*alice/, 30_000);
+    await c.waitForLine(/unknown shared access policy .*alice/, 30_000);
     second.socket.destroy();
 
     // ...while the stream alice opened before keeps working until it ends.

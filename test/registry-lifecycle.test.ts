@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lastLine, runCli, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
+import { addDevice, lastLine, runCliToEnd, serviceConnectionString, startAgentProcess, startConnectProcess, startHubProcess, tcpServicesYaml, type CliProcess } from './helpers/cli';
 import { roundTrip, sendAndHalfClose, startEchoServer } from './helpers/targets';
 
 /** Replaces a file the way an editor saves it (a new file renamed over), so a reader sees one version. */
@@ -28,33 +28,23 @@ describe('device lifecycle and a broken devices.json on a running hub', () => {
   const deviceStrings: Record<string, string> = {};
   const running: CliProcess[] = [];
 
-  async function addDevice(id: string): Promise<void> {
-    const r = await runCliToEnd(['hub', 'add-device', id, '--data-dir', dataDir]);
-    expect(r.code, r.stderr).toBe(0);
-    deviceStrings[id] = lastLine(r.stdout);
-  }
-
-  async function startAgent(id: string): Promise<CliProcess> {
-    const config = join(dir, `${id}.yaml`);
-    writeFileSync(config, `hub:\n  connection_string: "${deviceStrings[id]}"\n  ca: ${ca}\nservices:\n  echo:\n    port: ${echo.port}\n`);
-    const agent = runCli(['agent', '--config', config]);
+  function startAgent(id: string): CliProcess {
+    const agent = startAgentProcess({ config: join(dir, `${id}.yaml`), dataDir, deviceString: deviceStrings[id]!, servicesYaml: tcpServicesYaml({ echo: echo.port }) });
     running.push(agent);
     return agent;
   }
 
-  async function startConnect(device: string): Promise<{ proc: CliProcess; port: number }> {
-    const proc = runCli(['connect', device, 'echo', '--listen', '0', '--ca', ca], { DEVSTREAMS_CONNECTION_STRING: serviceString });
+  async function startConnect(device: string): Promise<CliProcess & { port: number }> {
+    const proc = await startConnectProcess({ dataDir, serviceString, device, service: 'echo' });
     running.push(proc);
-    const line = await proc.waitForLine(/^listening on /, 30_000);
-    return { proc, port: Number(/:(\d+),/.exec(line)![1]) };
+    return proc;
   }
 
   beforeAll(async () => {
     echo = await startEchoServer();
     hub = await startHubProcess(dataDir);
-    serviceString = lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout);
-    await addDevice('pi-a');
-    await addDevice('pi-b');
+    serviceString = await serviceConnectionString(dataDir);
+    for (const id of ['pi-a', 'pi-b']) deviceStrings[id] = await addDevice(dataDir, id);
   }, 60_000);
 
   afterAll(async () => {
@@ -75,7 +65,7 @@ describe('device lifecycle and a broken devices.json on a running hub', () => {
   });
 
   it('disable and enable take effect on the running hub at once', async () => {
-    const agent = await startAgent('pi-a');
+    const agent = startAgent('pi-a');
     await agent.waitForLine(/listening for stream requests/, 30_000);
     const c = await startConnect('pi-a');
     expect((await roundTrip(c.port, Buffer.from('on'))).toString()).toBe('on');
@@ -84,14 +74,14 @@ describe('device lifecycle and a broken devices.json on a running hub', () => {
     expect(off.code, off.stderr).toBe(0);
     // No new stream, whether or not its session is still up...
     await sendAndHalfClose(c.port, Buffer.from('x'));
-    await c.proc.waitForLine(/pi-a.* is disabled/, 30_000);
+    await c.waitForLine(/pi-a.* is disabled/, 30_000);
     // ...and its next connect is refused.
     await hub.waitForLine(/"device":"pi-a".*"why":"device is disabled/, 60_000);
     await agent.stop();
 
     const on = await runCliToEnd(['hub', 'enable-device', 'pi-a', '--data-dir', dataDir]);
     expect(on.code, on.stderr).toBe(0);
-    const again = await startAgent('pi-a');
+    const again = startAgent('pi-a');
     await again.waitForLine(/listening for stream requests/, 30_000);
     expect((await roundTrip(c.port, Buffer.from('back'))).toString()).toBe('back');
     await again.stop();
@@ -103,7 +93,7 @@ describe('device lifecycle and a broken devices.json on a running hub', () => {
     const c = await runCliToEnd(['connect', 'pi-a', 'echo', '--listen', '0', '--ca', ca], { DEVSTREAMS_CONNECTION_STRING: serviceString });
     expect(c.code).not.toBe(0);
     expect(c.stderr).toMatch(/unknown device "pi-a"/);
-    const agent = await startAgent('pi-a');
+    const agent = startAgent('pi-a');
     await hub.waitForLine(/"device":"pi-a".*"why":"unknown device"/, 30_000);
     await agent.stop();
     const twice = await runCliToEnd(['hub', 'remove-device', 'pi-a', '--data-dir', dataDir]);
@@ -112,7 +102,7 @@ describe('device lifecycle and a broken devices.json on a running hub', () => {
   });
 
   it('a truncated devices.json: the hub keeps serving with the last good registry and says where, once; the tools need --force', async () => {
-    const agent = await startAgent('pi-b');
+    const agent = startAgent('pi-b');
     await agent.waitForLine(/listening for stream requests/, 30_000);
     const c = await startConnect('pi-b');
     expect((await roundTrip(c.port, Buffer.from('before'))).toString()).toBe('before');
@@ -132,7 +122,7 @@ describe('device lifecycle and a broken devices.json on a running hub', () => {
     expect(devices.code, devices.stderr).toBe(0);
     expect(devices.stdout).toMatch(/^pi-b /m);
     await agent.stop();
-    const reconnected = await startAgent('pi-b');
+    const reconnected = startAgent('pi-b');
     await reconnected.waitForLine(/listening for stream requests/, 30_000);
     expect((await roundTrip(c.port, Buffer.from('after reconnect'))).toString()).toBe('after reconnect');
     expect(hub.proc.exitCode).toBeNull();

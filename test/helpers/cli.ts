@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 /** The bundle every test that runs real processes uses (`make build` makes it; `make test` builds first). */
 export const BUNDLE = resolve(__dirname, '../../dist/devstreams.cjs');
@@ -92,10 +92,54 @@ export async function runCliToEnd(args: string[], env: Record<string, string> = 
 /** Starts `devstreams hub` on 127.0.0.1:0 (or a given port) and returns it with the port it chose. */
 export async function startHubProcess(dataDir: string, port = 0, opts: { args?: string[]; env?: Record<string, string> } = {}): Promise<CliProcess & { port: number }> {
   const hub = runCli(['hub', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, ...(opts.args ?? [])], opts.env);
-  const line = await hub.waitForLine(/^hub listening on /);
+  const line = await hub.waitForLine(/^hub listening on /).catch(async (err: unknown) => {
+    await hub.stop('SIGKILL');
+    throw err;
+  });
   return Object.assign(hub, { port: Number(/:(\d+) /.exec(line)![1]) });
 }
 
 export function lastLine(text: string): string {
   return text.trim().split('\n').pop() ?? '';
+}
+
+/** `hub add-device ID` on a hub's data directory: the device's connection string (throws with the CLI's stderr if it fails). */
+export async function addDevice(dataDir: string, id: string): Promise<string> {
+  const r = await runCliToEnd(['hub', 'add-device', id, '--data-dir', dataDir]);
+  if (r.code !== 0) throw new Error(`hub add-device ${id} exited ${r.code}: ${r.stderr}`);
+  return lastLine(r.stdout);
+}
+
+/** `hub service-string`: the connection string of the hub's `service` operator. */
+export async function serviceConnectionString(dataDir: string): Promise<string> {
+  return lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout);
+}
+
+/** Agent config lines under `services:` for TCP services, name → port on 127.0.0.1. */
+export function tcpServicesYaml(services: Record<string, number>): string {
+  return Object.entries(services)
+    .map(([name, port]) => `  ${name}:\n    port: ${port}\n`)
+    .join('');
+}
+
+/**
+ * `devstreams agent` as a real process for a device of a test hub: writes `config` with the
+ * device's connection string, the hub's CA and `servicesYaml` (the lines under `services:`, then
+ * `extraYaml`), and starts it. Wait for it with `waitForLine(/listening for stream requests/)`.
+ */
+export function startAgentProcess(opts: { config: string; dataDir: string; deviceString: string; servicesYaml: string; extraYaml?: string }): CliProcess {
+  writeFileSync(opts.config, `hub:\n  connection_string: "${opts.deviceString}"\n  ca: ${join(opts.dataDir, 'ca.pem')}\nservices:\n${opts.servicesYaml}${opts.extraYaml ?? ''}`);
+  return runCli(['agent', '--config', opts.config]);
+}
+
+/** `devstreams connect DEVICE SERVICE --listen 0` with a service connection string and the hub's CA: the process and its port. */
+export async function startConnectProcess(
+  opts: { dataDir: string; serviceString: string; device: string; service: string; args?: string[] },
+): Promise<CliProcess & { port: number }> {
+  const proc = runCli(['connect', opts.device, opts.service, '--listen', '0', '--ca', join(opts.dataDir, 'ca.pem'), ...(opts.args ?? [])], { DEVSTREAMS_CONNECTION_STRING: opts.serviceString });
+  const line = await proc.waitForLine(/^listening on /, 30_000).catch(async (err: unknown) => {
+    await proc.stop('SIGKILL');
+    throw err;
+  });
+  return Object.assign(proc, { port: Number(/:(\d+),/.exec(line)![1]) });
 }

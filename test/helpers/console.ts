@@ -1,5 +1,5 @@
 import { request } from 'node:https';
-import { runCli, type CliProcess } from './cli';
+import { startHubProcess, type CliProcess } from './cli';
 
 /** One HTTPS request to the hub (its own CA is not checked here), the whole answer read. */
 export interface Reply {
@@ -22,8 +22,7 @@ export function call(port: number, method: string, path: string, headers: Record
 
 /** `devstreams hub` on 127.0.0.1:0 with the device pages on a second port 0: both ports. */
 export async function startConsoleHub(dataDir: string): Promise<CliProcess & { port: number; pagesPort: number }> {
-  const proc = runCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--device-pages-listen', '127.0.0.1:0']);
-  const line = await proc.waitForLine(/^hub listening on /);
-  const pages = await proc.waitForLine(/^device pages on port \d+$/);
-  return Object.assign(proc, { port: Number(/:(\d+) /.exec(line)![1]), pagesPort: Number(/(\d+)$/.exec(pages)![1]) });
+  const hub = await startHubProcess(dataDir, 0, { args: ['--device-pages-listen', '127.0.0.1:0'] });
+  const pages = await hub.waitForLine(/^device pages on port \d+$/);
+  return Object.assign(hub, { pagesPort: Number(/(\d+)$/.exec(pages)![1]) });
 }

@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lastLine, runCli, runCliToEnd, type CliProcess } from './cli';
+import { addDevice, serviceConnectionString, startAgentProcess, startConnectProcess, startHubProcess, tcpServicesYaml, type CliProcess } from './cli';
 import { startEchoServer } from './targets';
 
 /**
@@ -38,23 +38,17 @@ export async function startProcessWorld(
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const hub = runCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...(opts.hubArgs ?? [])]);
+    const hub = await startHubProcess(dataDir, 0, { args: opts.hubArgs ?? [] });
     procs.push(hub);
-    const port = Number(/:(\d+) /.exec(await hub.waitForLine(/^hub listening on /))![1]);
-    const add = await runCliToEnd(['hub', 'add-device', device, '--data-dir', dataDir]);
-    if (add.code !== 0) throw new Error(`add-device failed: ${add.stderr}`);
-    const serviceString = lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout);
-    const config = join(dir, 'agent.yaml');
-    const services = { echo: echo.port, ...opts.services };
-    const servicesYaml = Object.entries(services).map(([name, port]) => `  ${name}:\n    port: ${port}\n`).join('');
-    writeFileSync(config, `hub:\n  connection_string: "${lastLine(add.stdout)}"\n  ca: ${join(dataDir, 'ca.pem')}\nservices:\n${servicesYaml}${opts.agentYaml ?? ''}`);
-    const agent = runCli(['agent', '--config', config]);
+    const deviceString = await addDevice(dataDir, device);
+    const serviceString = await serviceConnectionString(dataDir);
+    const servicesYaml = tcpServicesYaml({ echo: echo.port, ...opts.services });
+    const agent = startAgentProcess({ config: join(dir, 'agent.yaml'), dataDir, deviceString, servicesYaml, ...(opts.agentYaml ? { extraYaml: opts.agentYaml } : {}) });
     procs.push(agent);
     await agent.waitForLine(/listening for stream requests/);
-    const connect = runCli(['connect', device, opts.connectService ?? 'echo', '--listen', '0', '--ca', join(dataDir, 'ca.pem'), ...(opts.connectArgs ?? [])], { DEVSTREAMS_CONNECTION_STRING: serviceString });
+    const connect = await startConnectProcess({ dataDir, serviceString, device, service: opts.connectService ?? 'echo', args: opts.connectArgs ?? [] });
     procs.push(connect);
-    const connectPort = Number(/:(\d+),/.exec(await connect.waitForLine(/^listening on /))![1]);
-    return { dir, dataDir, hub: Object.assign(hub, { port }), agent, connect, connectPort, echo, serviceString, stop };
+    return { dir, dataDir, hub, agent, connect, connectPort: connect.port, echo, serviceString, stop };
   } catch (err) {
     await stop();
     throw err;
