@@ -1,7 +1,7 @@
-import { chownSync, closeSync, constants, existsSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMap, parseDocument } from 'yaml';
-import { writeFileAtomicSync } from '../core/atomic-file';
+import { syncDirectory, writeFileAtomicSync } from '../core/atomic-file';
 import { parseDeviceConnectionString } from '../wire';
 import { CONNECTION_STRING_ENV, ConfigError, parseAgentConfig } from './config';
 import { formatFileProblem, type FileProblem } from '../core/file-problem';
@@ -130,36 +130,9 @@ export function lookupGroupId(name: string, groupFile = '/etc/group'): number | 
   return undefined;
 }
 
-/** Write aside, fsync, chmod, chown (when root), rename: a power cut leaves the old file or the new one. */
+/** Written aside and renamed (a power cut leaves the old file or the new one), owned by uid:gid when we are root. */
 function installFile(file: string, text: string, mode: number, uid: number, gid: number): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, text, { mode, flag: 'wx' });
-    const fd = openSync(tmp, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (process.getuid?.() === 0) chownSync(tmp, uid, gid);
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // vfat and some others refuse fsync on a directory; the unlink still happened
-  }
+  writeFileAtomicSync(file, text, mode, process.getuid?.() === 0 ? { owner: { uid, gid } } : {});
 }
 
 function problem(file: string, message: string): FileProblem {
@@ -253,6 +226,6 @@ export function provisionFromBoot(opts: ProvisionOptions): ProvisionResult {
     removed.push(f);
   }
   rmSync(errorPath, { force: true });
-  fsyncDir(bootDir);
+  syncDirectory(bootDir);
   return { bootDir, installed: done, removed };
 }
