@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeFileAtomicSync } from '../../core/atomic-file';
 import { DevstreamsError } from '../../wire';
 
 /**
@@ -56,19 +57,10 @@ export function materializeAddon(bytes: Buffer, dir: string, name = 'pty'): stri
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unavailable(`cannot read ${file}: ${(err as Error).message}`, err);
   }
-  // Write aside and rename, so a concurrent start or a crash never leaves a half-written addon in place.
-  const tmp = join(dir, `.${name}-${digest.slice(0, 32)}.${process.pid}.tmp`);
+  // Written aside and renamed, so a concurrent start or a crash never leaves a half-written addon in place.
   try {
-    const fd = openSync(tmp, 'wx', 0o500);
-    try {
-      writeSync(fd, bytes);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
+    writeFileAtomicSync(file, bytes, 0o500);
   } catch (err) {
-    rmSync(tmp, { force: true });
     throw unavailable(`cannot write the PTY addon to ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (set ${NATIVE_DIR_ENV} to a writable directory that allows execution)`, err);
   }
   return file;
