@@ -164,6 +164,10 @@ async function main(): Promise<void> {
     await waitFor(() => iperfServer.lines.some((l) => l.includes('Server listening')), 'iperf3 -s', 10_000).catch(() => sleep(500));
 
     const has = (section: Section): boolean => opts.sections.has(section);
+    // The bench-pi agent connected and idle 3 s, before any section puts a stream through it.
+    await sleep(3000);
+    const idleRss = rssBytes(agentPid);
+    say(`agent idle RSS ${mb(idleRss)} MB`);
     const hubPid = stack.hub.pid;
     const results: BenchResults = {
       date: new Date().toISOString(),
@@ -304,10 +308,6 @@ async function main(): Promise<void> {
 
     }
     if (has('load')) {
-      // ---- memory: idle agent (connected, no stream yet) ----
-      await sleep(3000);
-      const idleRss = rssBytes(agentPid);
-      say(`agent idle RSS ${mb(idleRss)} MB`);
       const nodeFloorRss = results.nodeFloorRss ?? (await idleNodeRss(dir));
       say(`an idle node process: ${mb(nodeFloorRss)} MB`);
 
@@ -453,12 +453,19 @@ function agentVariants(bundle: string): AgentVariant[] {
   const native = process.arch === 'x64' ? 'x64' : process.arch === 'arm64' ? 'arm64' : undefined;
   const variants: AgentVariant[] = [{ name: `bundle on node ${process.version}`, command: NODE, args: [bundle] }];
   if (native) variants.push({ name: `single executable ${native}`, command: join(dist, `devstreams-linux-${native}`), args: [], file: join(dist, `devstreams-linux-${native}`) });
+  // As the packages run it: with the systemd unit's Environment= settings.
+  const unitEnv = unitEnvironment(join(dist, '..', 'config/devstreams-agent.service'));
+  if (native && Object.keys(unitEnv).length) {
+    const file = join(dist, `devstreams-linux-${native}`);
+    variants.push({ name: `single executable ${native} with the unit's environment`, command: file, args: [], file, env: unitEnv, note: envText(unitEnv) });
+  }
   // BENCH_AGENT_ENV="K=V K=V": one more variant, the native executable with that environment (a lever
   // being measured before it goes into the unit).
   const extra = process.env.BENCH_AGENT_ENV?.trim();
   if (native && extra) {
     const env = Object.fromEntries(extra.split(/\s+/).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-    variants.push({ name: `single executable ${native} with ${extra}`, command: join(dist, `devstreams-linux-${native}`), args: [], env });
+    const file = join(dist, `devstreams-linux-${native}`);
+    variants.push({ name: `single executable ${native} with ${extra}`, command: file, args: [], file, env });
   }
   if (native === 'x64') {
     const file = join(dist, 'devstreams-linux-arm64');
@@ -466,6 +473,16 @@ function agentVariants(bundle: string): AgentVariant[] {
   }
   return variants;
 }
+
+/** `Environment=K=V` lines of a systemd unit (one assignment per line, as ours are written). */
+function unitEnvironment(file: string): Record<string, string> {
+  if (!existsSync(file)) return {};
+  const env: Record<string, string> = {};
+  for (const m of readFileSync(file, 'utf8').matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/gm)) env[m[1]!] = m[2]!.trim();
+  return env;
+}
+
+const envText = (env: Record<string, string>): string => Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
 
 /** RSS of a node process doing nothing: the floor under any Node daemon. */
 async function idleNodeRss(dir: string): Promise<number> {
