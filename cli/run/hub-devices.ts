@@ -1,5 +1,6 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { writeFileAtomicSync } from '../../core/atomic-file';
 import { HubDataDir } from '../../hub/data-dir';
 import { DeviceRegistry, type KeyName } from '../../hub/device-registry';
 import { issueCertificate } from '../../hub/pki';
@@ -9,10 +10,6 @@ import { DevstreamsError, formatDeviceConnectionString, formatServiceConnectionS
 /** Device certificates last as long as server certificates; reissue with `add-device --x509 --renew`. */
 const DEVICE_CERT_YEARS = 2;
 
-function writePrivate(file: string, text: string): void {
-  writeFileSync(file, text, { mode: 0o600 });
-  chmodSync(file, 0o600);
-}
 
 /**
  * `hub add-device ID --x509`: registers an X.509 device and issues its certificate (CN = device id,
@@ -28,8 +25,9 @@ export function addX509Device(dataDir: string, id: string, outDir: string, force
   mkdirSync(outDir, { recursive: true, mode: 0o700 });
   const certFile = resolve(join(outDir, `${id}.pem`));
   const keyFile = resolve(join(outDir, `${id}-key.pem`));
-  writePrivate(keyFile, issued.keyPem);
-  writePrivate(certFile, issued.certPem);
+  // Replaced whole (never written through a link at that name), 0600 from the start.
+  writeFileAtomicSync(keyFile, issued.keyPem, 0o600);
+  writeFileAtomicSync(certFile, issued.certPem, 0o600);
   return { certFile, keyFile, connectionString: formatDeviceConnectionString({ hostName: settings.host_name, deviceId: id, x509: true }) };
 }
 
