@@ -51,24 +51,27 @@ function endOf(socket: Socket): Promise<string> {
   });
 }
 
+// What a test started; the teardown wakes a frozen process (world.stop sends SIGCONT) and ends it all.
+let world: ProcessWorld | undefined;
+let sink: Awaited<ReturnType<typeof startSink>> | undefined;
+let flood: FloodServer | undefined;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await world?.stop();
+  await sink?.close();
+  await flood?.close();
+  world = undefined;
+  sink = undefined;
+  flood = undefined;
+});
+
 /**
  * A hub that stops answering (SIGSTOP: its sockets stay open, nothing is read or sent) in the middle
  * of a busy stream. Both ends must notice within the liveness bound, reset their local sides and, on
  * the device, free the target connection and the max_streams slot.
  */
 describe('a frozen hub during a busy stream', () => {
-  let world: ProcessWorld | undefined;
-  let sink: Awaited<ReturnType<typeof startSink>> | undefined;
-  let flood: FloodServer | undefined;
-  const sockets: Socket[] = [];
-  afterEach(async () => {
-    for (const s of sockets.splice(0)) s.destroy();
-    world?.hub.proc.kill('SIGCONT');
-    await world?.stop();
-    await sink?.close();
-    await flood?.close();
-    world = undefined;
-  });
 
   const start = async (service: 'sink' | 'flood', port: number): Promise<{ statusFile: string }> => {
     const statusFile = join('/tmp', `devstreams-liveness-${process.pid}-${service}.json`);
@@ -130,6 +133,56 @@ describe('a frozen hub during a busy stream', () => {
     expect(agentCutMs).toBeLessThan(CUT_WITHIN_MS);
     await world!.agent.waitForLine(/"level":40.*stream closed: remote closed \(1006\)/);
     console.log(`frozen hub, download: client reset after ${clientCutMs} ms, agent freed target and slot after ${agentCutMs} ms (ping ${PING_MS} ms)`);
+  }, 90_000);
+});
+
+/**
+ * The other two processes vanishing: the hub is the one that must notice (it pings both legs) and
+ * tell the side that is still there, which resets its local connection.
+ */
+describe('a frozen agent or connect during a busy stream', () => {
+
+  it('agent frozen during a download: the hub cuts it within the bound and the client sees a reset', async () => {
+    flood = await startFlood(Infinity, Buffer.alloc(64 * 1024, 0x5a));
+    // Every process on the same interval, as in production (each one's pings are how the others know it is alive).
+    world = await startProcessWorld({ services: { flood: flood.port }, connectService: 'flood', hubArgs: ['--ping-interval', `${PING_MS}ms`], connectArgs: ['--ping-interval', `${PING_MS}ms`], agentYaml: `ping_interval: ${PING_MS}ms\n` });
+    const client = netConnect(world.connectPort, '127.0.0.1');
+    sockets.push(client);
+    const ended = endOf(client);
+    let got = 0;
+    client.on('data', (c: Buffer) => (got += c.length));
+    await until(() => got > 1024 * 1024, 'the download to flow');
+    world.agent.proc.kill('SIGSTOP');
+    const t0 = Date.now();
+    expect(await ended).toBe('reset');
+    const cutMs = Date.now() - t0;
+    expect(cutMs).toBeLessThan(CUT_WITHIN_MS);
+    await world.connect.waitForLine(/"level":40.*stream reset: device connection lost/);
+    console.log(`frozen agent, download: client reset after ${cutMs} ms (hub ping ${PING_MS} ms)`);
+  }, 90_000);
+
+  it('connect frozen during an upload: the hub cuts it within the bound; the agent frees its target and slot', async () => {
+    sink = await startSink();
+    const statusFile = join('/tmp', `devstreams-liveness-${process.pid}-frozen-connect.json`);
+    world = await startProcessWorld({ services: { sink: sink.port }, connectService: 'sink', hubArgs: ['--ping-interval', `${PING_MS}ms`], connectArgs: ['--ping-interval', `${PING_MS}ms`], agentYaml: `status_file: ${statusFile}\nping_interval: ${PING_MS}ms\n` });
+    const client = netConnect(world.connectPort, '127.0.0.1');
+    sockets.push(client);
+    client.on('error', () => undefined);
+    const block = Buffer.alloc(64 * 1024, 0x55);
+    const pump = (): void => {
+      while (!client.destroyed) if (!client.write(block)) return void client.once('drain', pump);
+    };
+    client.on('connect', pump);
+    await until(() => sink!.bytes() > 1024 * 1024 && sink!.open() === 1, 'the upload to flow');
+    await until(() => readStatus(statusFile)?.streams.active.length === 1, 'the agent to count the stream');
+    world.connect.proc.kill('SIGSTOP');
+    const t0 = Date.now();
+    await until(() => sink!.open() === 0, 'the agent to close its target connection', CUT_WITHIN_MS);
+    await until(() => readStatus(statusFile)?.streams.active.length === 0, 'the agent to free the slot', CUT_WITHIN_MS);
+    const cutMs = Date.now() - t0;
+    expect(cutMs).toBeLessThan(CUT_WITHIN_MS);
+    await world.agent.waitForLine(/"level":40.*stream closed: remote closed: service connection lost \(4003\)/);
+    console.log(`frozen connect, upload: agent freed target and slot after ${cutMs} ms (hub ping ${PING_MS} ms)`);
   }, 90_000);
 });
 
