@@ -219,7 +219,6 @@ export class Hub {
         openStream: streamOpener(api, this.endpoint, localHost, Buffer.from(tls.ca.certPem)),
         ...(this.opts.consoleAssetsDir ? { assetsDir: this.opts.consoleAssetsDir } : {}),
         devicePagesPort: () => this.devicePagesPort || undefined,
-        onAuthorized: (socket) => admission.authenticated(socket),
       });
       this.console.start();
     }
@@ -281,10 +280,10 @@ export class Hub {
   /** The second HTTPS port for devices' own web pages (hub/console/web-proxy.ts): its own origin, nothing else on it. */
   private async startDevicePages(at: { host: string; port: number }, consoleUi: HubConsole, httpsOptions: Parameters<typeof createServer>[0], admission: Admission): Promise<void> {
     const server = createServer(httpsOptions);
-    server.on('request', (req, res) => consoleUi.handleDevicePage(req, res));
+    server.on('request', (req, res) => consoleUi.pages.handle(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', () => socket.destroy());
-      consoleUi.handleDevicePageUpgrade(req, socket, head);
+      consoleUi.pages.handleUpgrade(req, socket, head);
     });
     server.on('clientError', onClientError(this.opts.log.child({ part: 'device-pages' })));
     server.on('connection', admission.onConnection);

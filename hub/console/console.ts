@@ -3,31 +3,27 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../core/log';
 import { closeStreamSocket } from '../../core/ws-sink';
-import { printableAscii } from '../../core/terminal-text';
 import { CLOSE } from '../../wire';
 import type { ControlPlane } from '../control-plane';
 import type { DeviceHealth } from '../devices';
-import { RateLimiter } from '../rate-limit';
 import type { StreamAudit } from '../stream-audit';
 import type { StreamingEndpoint } from '../streaming-endpoint';
 import { CONSOLE_CSP, PUBLIC_ASSETS, loadAssets, type ConsoleAssets } from './assets';
-import { SECURITY_HEADERS, fromSameOrigin, readJsonBody, redirect, refuseUpgrade, sendJson, sendText } from './http-util';
+import { DevicePages } from './device-pages';
+import { MAX_NAME_CHARS, SECURITY_HEADERS, fromSameOrigin, redirect, refuseUpgrade, sendJson, sendText } from './http-util';
 import { LiveFeed } from './live';
 import type { StreamOpener } from './open-stream';
 import type { OperatorCheck } from './operator-check';
-import { SessionStore, clearedSessionCookie, sessionCookie, type Session } from './sessions';
+import { SessionStore, clearedSessionCookie, sessionForUpgrade, type Session } from './sessions';
+import { SignIn } from './sign-in';
 import { bridgeTerminal, sendEvent } from './terminal';
-import { parseDeviceWebPath, proxyHttp, proxyUpgrade, type DeviceWebTarget } from './web-proxy';
+import { parseDeviceWebPath } from './web-proxy';
 
 export const CONSOLE_PATH = '/console/';
 export const TERMINAL_PATH = '/console/api/terminal';
 export const CSRF_HEADER = 'x-devstreams-csrf';
 /** How often sessions are checked against their operator (removed, key changed) and their limits. */
 export const SESSION_SWEEP_MS = 2_000;
-/** Sign-in attempts per remote address: a burst, then one a second. */
-export const SIGN_IN_LIMIT = { burst: 10, perSecond: 1 };
-/** Device and service names in console URLs. */
-const MAX_NAME_CHARS = 128;
 
 export interface ConsoleDeps {
   log: Logger;
@@ -43,8 +39,6 @@ export interface ConsoleDeps {
   openStream: StreamOpener;
   /** dist/console by default. */
   assetsDir?: string;
-  /** Told of each connection that carried a valid session (it no longer counts as unauthenticated). */
-  onAuthorized?: (socket: IncomingMessage['socket']) => void;
   /** The port devices' own pages are served on (hub --device-pages-listen); undefined: none. */
   devicePagesPort?: () => number | undefined;
 }
@@ -59,13 +53,23 @@ export class HubConsole {
   private readonly sessions: SessionStore;
   private readonly live: LiveFeed;
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 });
-  private readonly signIns = new RateLimiter(SIGN_IN_LIMIT);
+  private readonly signIn: SignIn;
+  /** Devices' own pages, on the second port. */
+  readonly pages: DevicePages;
   private sweepTimer?: NodeJS.Timeout;
 
   constructor(private readonly deps: ConsoleDeps) {
     this.sessions = new SessionStore(deps.operators);
     this.sessions.onUsed = (req) => deps.onAuthenticated?.(req.socket);
     this.live = new LiveFeed(deps.broker, deps.devices, deps.endpoint, deps.audit);
+    this.signIn = new SignIn({ operators: deps.operators, sessions: this.sessions, log: deps.log, ...(deps.onAuthenticated ? { onAuthenticated: deps.onAuthenticated } : {}) });
+    this.pages = new DevicePages({
+      sessions: this.sessions,
+      operators: deps.operators,
+      log: deps.log,
+      open: (session, deviceId, service, remote) => () => deps.openStream(deviceId, service, { operator: session.operator, ...(remote ? { remote } : {}) }),
+      port: () => deps.devicePagesPort?.(),
+    });
   }
 
   /** Loads the bundled pages; without them the console answers 503 and the rest of the hub runs on. */
@@ -82,13 +86,6 @@ export class HubConsole {
   }
 
   /** Ends sessions that expired or whose operator was removed or changed, with what they hold open. */
-  /** The request's session; its connection then counts as authenticated (hub/admission.ts). */
-  private sessionOf(req: IncomingMessage): Session | undefined {
-    const session = this.sessions.fromRequest(req);
-    if (session) this.deps.onAuthorized?.(req.socket);
-    return session;
-  }
-
   private readonly sweep = (): void => {
     const ended = this.sessions.sweep();
     if (ended) this.deps.log.info({ sessions: ended }, 'console sessions ended (expired, operator removed or its key or limits changed)');
@@ -116,13 +113,13 @@ export class HubConsole {
     if (!this.assets) return void sendText(res, 503, 'the web console is not built into this hub (run make build)\n');
     if (path.startsWith('/console/assets/')) return this.serveAsset(req, res, path.slice('/console/assets/'.length));
     if (path === '/console/login' && method === 'GET') {
-      if (this.sessionOf(req)) return redirect(res, CONSOLE_PATH);
+      if (this.sessions.fromRequest(req)) return redirect(res, CONSOLE_PATH);
       return this.servePage(res, this.assets.loginPage);
     }
-    if (path === '/console/api/login' && method === 'POST') return this.signIn(req, res);
+    if (path === '/console/api/login' && method === 'POST') return this.signIn.handle(req, res);
 
-    if (parseDeviceWebPath(url)) return this.redirectToDevicePages(req, res, url);
-    const session = this.sessionOf(req);
+    if (parseDeviceWebPath(url)) return this.pages.redirect(req, res, url);
+    const session = this.sessions.fromRequest(req);
     if (!session) {
       req.resume();
       if (path.startsWith('/console/api/')) return sendJson(res, 401, { error: 'not signed in' });
@@ -165,119 +162,23 @@ export class HubConsole {
 
   private serveAsset(req: IncomingMessage, res: ServerResponse, name: string): void {
     const file = this.assets?.files.get(name);
-    if (!file || (!PUBLIC_ASSETS.has(name) && !this.sessionOf(req))) return sendText(res, 404, 'not found\n');
+    if (!file || (!PUBLIC_ASSETS.has(name) && !this.sessions.fromRequest(req))) return sendText(res, 404, 'not found\n');
     const gzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
     const body = gzip ? file.gzip : file.body;
     res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': file.type, 'content-length': body.length, 'cache-control': 'private, max-age=86400', vary: 'accept-encoding', ...(gzip ? { 'content-encoding': 'gzip' } : {}) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  private async signIn(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const remote = req.socket.remoteAddress ?? '';
-    if (!fromSameOrigin(req) || !/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
-      req.resume();
-      return sendJson(res, 403, { error: 'cross-site request refused' });
-    }
-    const wait = this.signIns.take(remote);
-    if (wait) {
-      req.resume();
-      return sendJson(res, 429, { error: `too many sign-in attempts: retry in ${wait} s` }, { 'retry-after': String(wait) });
-    }
-    const body = await readJsonBody(req);
-    if (body === 'too-large') return sendJson(res, 413, { error: 'sign-in body too large' }, { connection: 'close' });
-    if (body === 'malformed') return sendJson(res, 400, { error: 'sign-in wants a JSON object {"operator", "key"}' });
-    const operator = typeof body.operator === 'string' ? body.operator.slice(0, MAX_NAME_CHARS) : '';
-    const key = typeof body.key === 'string' ? body.key.slice(0, 1024) : '';
-    const ok = operator && key ? this.deps.operators.verify(operator, key) : undefined;
-    if (!ok) {
-      this.deps.log.warn({ operator: printableAscii(operator, 100), remote }, 'console sign-in refused: wrong operator or key');
-      return sendJson(res, 401, { error: 'wrong operator or key' });
-    }
-    const session = this.sessions.create(ok.operator, ok.revision);
-    this.deps.onAuthorized?.(req.socket);
-    this.deps.log.info({ operator: ok.operator, remote }, 'console sign-in');
-    sendJson(res, 200, { operator: ok.operator, csrf: session.csrf }, { 'set-cookie': sessionCookie(session.id) });
-  }
 
-  private opener(session: Session, deviceId: string, service: string, remote: string | undefined): () => Promise<WebSocket> {
-    return () => this.deps.openStream(deviceId, service, { operator: session.operator, ...(remote ? { remote } : {}) });
-  }
 
-  /**
-   * A device's page asked for on the console's port: sent to the device pages port (same host name),
-   * never served here, where the page would run in the console's origin.
-   */
-  private redirectToDevicePages(req: IncomingMessage, res: ServerResponse, url: string): void {
-    req.resume();
-    const port = this.deps.devicePagesPort?.();
-    if (!port) return sendText(res, 404, "devices' own pages are off on this hub: start it with --device-pages-listen HOST:PORT (docs/console.md)\n");
-    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
-    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)$/.test(host)) return sendText(res, 400, 'bad Host header\n');
-    res.writeHead(307, { ...SECURITY_HEADERS, location: `https://${host}:${port}${url}`, 'content-length': 0 }).end();
-  }
 
-  /** A request on the device pages port: `/console/d/{device}/{service}/…` with a console session, nothing else. */
-  handleDevicePage(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url ?? '/';
-    const web = parseDeviceWebPath(url);
-    const session = web ? this.sessionOf(req) : undefined;
-    if (!web) {
-      req.resume();
-      return sendText(res, 404, "this port serves devices' own pages only: /console/d/DEVICE/SERVICE/\n");
-    }
-    if (!session || !this.deps.operators.sees(session.operator, web.deviceId)) {
-      req.resume();
-      return sendText(res, 401, 'sign in to the hub console first, on its own port\n');
-    }
-    this.serveDeviceWeb(req, res, web, session).catch((err: unknown) => {
-      this.deps.log.error({ err, path: url.slice(0, 200) }, 'device page request failed');
-      if (!res.headersSent) sendText(res, 500, 'internal error\n');
-      else res.destroy();
-    });
-  }
-
-  private async serveDeviceWeb(req: IncomingMessage, res: ServerResponse, target: DeviceWebTarget, session: Session): Promise<void> {
-    if (target.rest === undefined) {
-      req.resume();
-      return redirect(res, `${target.prefix}/`);
-    }
-    if (target.deviceId.length > MAX_NAME_CHARS || target.service.length > MAX_NAME_CHARS) return void sendText(res, 404, 'not found\n');
-    const cut = (): void => void res.destroy();
-    session.onEnd.add(cut);
-    res.on('close', () => session.onEnd.delete(cut));
-    await proxyHttp(req, res, { ...target, rest: target.rest }, this.opener(session, target.deviceId, target.service, req.socket.remoteAddress), this.deps.log);
-  }
-
-  /** The session of an Upgrade from a page of this origin; refuses the socket (and returns undefined) otherwise. */
-  private upgradeSession(req: IncomingMessage, socket: Duplex): Session | undefined {
-    const session = this.sessionOf(req);
-    if (!session) refuseUpgrade(socket, 401, 'Unauthorized');
-    else if (!fromSameOrigin(req)) refuseUpgrade(socket, 403, 'Forbidden');
-    else return session;
-    return undefined;
-  }
-
-  /** A WebSocket (or other Upgrade) of a device's page, on the device pages port. */
-  handleDevicePageUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const web = parseDeviceWebPath(req.url ?? '');
-    if (!web || web.rest === undefined) return refuseUpgrade(socket, 404, 'Not Found');
-    const session = this.upgradeSession(req, socket);
-    if (!session) return;
-    if (!this.deps.operators.sees(session.operator, web.deviceId)) return refuseUpgrade(socket, 401, 'Unauthorized');
-    proxyUpgrade(req, socket, head, { ...web, rest: web.rest }, this.opener(session, web.deviceId, web.service, req.socket.remoteAddress))
-      .then((cut) => {
-        session.onEnd.add(cut);
-        socket.on('close', () => session.onEnd.delete(cut));
-      })
-      .catch((err: unknown) => refuseUpgrade(socket, 502, 'Bad Gateway', (err as Error).message));
-  }
 
   /** True when the upgrade is the console's terminal (it is then answered). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const url = req.url ?? '';
     const path = url.split('?')[0]!;
     if (path !== TERMINAL_PATH) return false;
-    const session = this.upgradeSession(req, socket);
+    const session = sessionForUpgrade(this.sessions, req, socket);
     if (!session) return true;
     const query = new URL(url, 'https://hub.invalid').searchParams;
     const deviceId = query.get('device') ?? '';

@@ -3,6 +3,8 @@ import type { Duplex } from 'node:stream';
 import { printableAscii } from '../../core/terminal-text';
 import { refuseOnSocket } from '../http-guards';
 
+/** Device, service and operator names in console URLs and bodies. */
+export const MAX_NAME_CHARS = 128;
 /** Sign-in bodies are a name and a key. */
 export const MAX_JSON_BODY_BYTES = 4 * 1024;
 export const BODY_TIMEOUT_MS = 10_000;

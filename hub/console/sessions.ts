@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { fromSameOrigin, refuseUpgrade } from './http-util';
 import type { OperatorCheck } from './operator-check';
 
 /**
@@ -123,4 +125,13 @@ export class SessionStore {
   get size(): number {
     return this.sessions.size;
   }
+}
+
+/** The session of an Upgrade from a page of the same origin; refuses the socket (and returns undefined) otherwise. */
+export function sessionForUpgrade(sessions: SessionStore, req: IncomingMessage, socket: Duplex): Session | undefined {
+  const session = sessions.fromRequest(req);
+  if (!session) refuseUpgrade(socket, 401, 'Unauthorized');
+  else if (!fromSameOrigin(req)) refuseUpgrade(socket, 403, 'Forbidden');
+  else return session;
+  return undefined;
 }
