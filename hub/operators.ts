@@ -51,10 +51,6 @@ export function operatorNameProblem(name: string): string | undefined {
   return undefined;
 }
 
-export function isOperatorName(name: string): boolean {
-  return operatorNameProblem(name) === undefined;
-}
-
 function globToRegExp(pattern: string): RegExp {
   const body = pattern.replace(/[.+^${}()|[\]\\-]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
