@@ -7,7 +7,7 @@ import { allowedStreamHosts, streamUrlRefusal, type HostPattern } from './stream
 import { TcpStreamSession } from './stream-session';
 import { PtyStreamSession } from './pty/session';
 import { isPtyService } from './config';
-import { VERSION } from '../cli/version';
+import { VERSION } from '../core/version';
 import { StreamLimits, watchStream } from './limits';
 import { MetricsServer } from './metrics';
 import { SdNotify } from './sd-notify';

@@ -1,11 +1,7 @@
-// Filled in by the bundler (scripts/build.mjs); running from source says "dev".
-declare const __DEVSTREAMS_VERSION__: string | undefined;
-declare const __DEVSTREAMS_COMMIT__: string | undefined;
+import { COMMIT, VERSION } from '../core/version';
+
 /** Set by scripts/binary/build.mjs in a single executable: the Node it embeds and when that Node line ends. */
 declare const __DEVSTREAMS_EMBEDDED_NODE__: EmbeddedNode | undefined;
-
-export const VERSION = typeof __DEVSTREAMS_VERSION__ === 'string' ? __DEVSTREAMS_VERSION__ : '0.0.0-dev';
-export const COMMIT = typeof __DEVSTREAMS_COMMIT__ === 'string' ? __DEVSTREAMS_COMMIT__ : 'dev';
 
 export interface EmbeddedNode {
   version: string;
