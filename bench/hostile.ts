@@ -1,5 +1,6 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { mqttLength, upgradeRequest, wsFrame } from '../test/helpers/hostile';
 import { rssBytes, sleep } from './procs';
 
 /**
@@ -26,31 +27,7 @@ export interface HostileResult {
 const MiB = 1024 * 1024;
 const KINDS = ['tls-unfinished', 'headers-unfinished', 'mqtt-connect-256MiB', 'ws-frame-200MiB'] as const;
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-
-/** A masked client frame header (zero mask) announcing `len` bytes. */
-function wsHeader(len: number): Buffer {
-  const h = Buffer.alloc(14);
-  h[0] = 0x82;
-  h[1] = 0x80 | 127;
-  h.writeBigUInt64BE(BigInt(len), 2);
-  return h; // the last four bytes are the (zero) mask
-}
-
-function frame(payload: Buffer): Buffer {
-  return Buffer.concat([wsHeader(payload.length), payload]);
-}
-
-const UPGRADE = 'GET /$iothub/websocket HTTP/1.1\r\nHost: hub\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n';
+const UPGRADE = upgradeRequest('/$iothub/websocket', { 'sec-websocket-protocol': 'mqtt' });
 
 function openHostile(port: number, kind: (typeof KINDS)[number], localAddress: string, onClosed: () => void): Socket {
   const junk = Buffer.alloc(MiB, 0x61);
@@ -64,11 +41,11 @@ function openHostile(port: number, kind: (typeof KINDS)[number], localAddress: s
     else if (kind === 'mqtt-connect-256MiB') {
       s.write(UPGRADE);
       // Frames each under the WebSocket limit: what stops this one is the MQTT length check.
-      s.write(frame(Buffer.concat([Buffer.from([0x10]), varint(256 * MiB - 1)])));
-      for (let at = 0; at < junk.length; at += 64 * 1024) s.write(frame(junk.subarray(at, at + 64 * 1024)));
+      s.write(wsFrame(Buffer.concat([Buffer.from([0x10]), mqttLength(256 * MiB - 1)])));
+      for (let at = 0; at < junk.length; at += 64 * 1024) s.write(wsFrame(junk.subarray(at, at + 64 * 1024)));
     } else {
       s.write(UPGRADE);
-      s.write(wsHeader(200 * MiB));
+      s.write(wsFrame(Buffer.alloc(0), { announce: 200 * MiB }));
       s.write(junk);
     }
   });
