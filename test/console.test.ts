@@ -6,6 +6,8 @@ import { join, resolve } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { connect as mqttConnect } from 'mqtt';
+import { createSasToken, deviceResourceUri, mqttUsername, parseDeviceConnectionString, telemetryTopic } from '../wire';
 import { lastLine, runCli, runCliToEnd, type CliProcess } from './helpers/cli';
 import { call, startConsoleHub, type Reply } from './helpers/console';
 import { startBrowser } from './helpers/browser';
@@ -213,6 +215,29 @@ describe('hub web console (Chromium)', () => {
     await page.setViewportSize({ width: 375, height: 700 });
     expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
     await page.setViewportSize({ width: 1000, height: 560 });
+  });
+
+  it("shows a hostile device's telemetry as text, never as markup", async () => {
+    // A device (its own key, a plain MQTT client) that sends HTML and script in its health telemetry.
+    const cs = parseDeviceConnectionString(lastLine((await runCliToEnd(['hub', 'add-device', 'evil-1', '--data-dir', dataDir])).stdout));
+    const password = createSasToken({ resource: deviceResourceUri(cs.hostName, cs.deviceId), key: cs.sharedAccessKey!, expiresAt: Math.floor(Date.now() / 1000) + 3600 });
+    const client = mqttConnect(`wss://127.0.0.1:${hub.port}/$iothub/websocket`, { clientId: cs.deviceId, username: mqttUsername(cs.hostName, cs.deviceId), password, protocolVersion: 4, rejectUnauthorized: false, reconnectPeriod: 0 });
+    try {
+      await new Promise<void>((done, fail) => {
+        client.once('connect', () => done());
+        client.once('error', fail);
+      });
+      const evil = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>';
+      await client.publishAsync(telemetryTopic(cs.deviceId), JSON.stringify({ version: evil, cpu: { load_pct: '<b>9</b>', temp_c: 40 }, memory: { used_pct: 12 }, disks: [{ mount: '/', used_pct: 3 }] }));
+      await page.waitForFunction((text) => document.querySelector('tr[data-device="evil-1"] td[data-col=version]')?.textContent === text, evil, { timeout: WAIT_MS });
+      expect(await page.evaluate(() => ({ pwned: (window as unknown as { pwned?: number }).pwned, images: document.querySelectorAll('#devices img, #devices script, #devices b').length }))).toEqual({ pwned: undefined, images: 0 });
+      // A number field that is not a number shows nothing rather than the device's text.
+      expect(await page.textContent('tr[data-device="evil-1"] td[data-col=cpu]')).toBe('');
+    } finally {
+      await client.endAsync();
+    }
+    expect((await runCliToEnd(['hub', 'remove-device', 'evil-1', '--data-dir', dataDir])).code).toBe(0);
+    await page.waitForSelector('tr[data-device="evil-1"]', { state: 'detached', timeout: WAIT_MS });
   });
 
   it('opens a terminal: keys, resize following the window, the exit status', async () => {
