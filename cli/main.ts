@@ -19,6 +19,7 @@ import { addFleetOptions } from './fleet-options';
 import type { HubCliOptions } from './run/hub';
 import type { ServiceCliOptions } from './run/service-client';
 import type { ShellCliOptions } from './run/shell';
+import type { HubInitOptions } from './run/hub-init';
 
 export function buildProgram(): Command {
   const program = new Command('devstreams')
@@ -46,6 +47,15 @@ export function buildProgram(): Command {
     .option('--metrics-listen <host:port>', 'Prometheus text metrics (GET /metrics) here, such as 127.0.0.1:9465; off unless set');
   // Fleet options after the essential ones, so --help reads in the order a newcomer needs.
   addFleetOptions(hub).action(async (opts: HubCliOptions) => (await import('./run/hub')).runHub(opts));
+
+  hub
+    .command('init')
+    .description('make the data directory (CA, certificate, service key, empty registry) without starting; prints the service connection string (last line)')
+    .requiredOption('--data-dir <dir>', 'the hub data directory')
+    .option('--listen <host:port>', 'address the hub will listen on (the port goes into connection strings)', '0.0.0.0:8443')
+    .option('--public-host <name[:port]>', 'HostName devices and services will use, when it differs from the listen address')
+    .option('--san <name...>', 'extra DNS names or IPs for the server certificate')
+    .action(async (opts: HubInitOptions) => (await import('./run/hub-init')).initHub(opts));
 
   hub
     .command('add-device <id>')

@@ -170,7 +170,7 @@ export class HubDataDir {
     if (!this.initialized) {
       throw new DevstreamsError(
         'ECONFIG',
-        `${this.dir} is not a hub data directory yet: start "devstreams hub --data-dir ${this.dir} --listen HOST:PORT" once first`,
+        `${this.dir} is not a hub data directory yet: run "devstreams hub init --data-dir ${this.dir} --listen HOST:PORT" (or start the hub once) first`,
       );
     }
   }

@@ -2,10 +2,9 @@ import { createServer, type Server } from 'node:https';
 import { createServer as createTlsServer, type Server as TlsServer, type TlsOptions } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { formatHostName, formatHostPort } from '../core/address';
+import { formatHostPort } from '../core/address';
 import { LISTEN_BACKLOG, describeFdExhaustion, isFdExhaustion } from '../core/fd-limit';
 import { ThrottledWarning } from '../core/log-throttle';
 import { MetricsEndpoint } from '../core/metrics-endpoint';
@@ -19,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import type { RateLimit } from './rate-limit';
 import { DeviceHealth } from './devices';
 import { HubDataDir } from './data-dir';
+import { hubNames } from './names';
 import { DeviceRegistry } from './device-registry';
 import { OperatorStore } from './operators';
 import { MQTT_PACKET_MAX_BYTES, TLS_HANDSHAKE_TIMEOUT_MS } from './limits';
@@ -74,7 +74,6 @@ export interface HubOptions {
   log: Logger;
 }
 
-const WILDCARD = new Set(['0.0.0.0', '::', '']);
 
 /** How long a stopping hub lets open streams finish (a rolling restart loses nothing that ends within it). */
 export const DEFAULT_DRAIN_MS = 30_000;
@@ -143,13 +142,8 @@ export class Hub {
   private async startParts(): Promise<void> {
     const { log, listen } = this.opts;
     const dataDir = new HubDataDir(this.opts.dataDir);
-    const listenIsWildcard = WILDCARD.has(listen.host);
-    const publicName = this.opts.publicHost ? this.opts.publicHost.replace(/:\d+$/, '').replace(/^\[|\]$/g, '') : undefined;
-    const certHosts = [
-      ...(publicName ? [publicName] : []),
-      ...(listenIsWildcard ? [hostname(), 'localhost', '127.0.0.1'] : [listen.host]),
-      ...(this.opts.altNames ?? []),
-    ];
+    const names = hubNames(listen, this.opts.publicHost, this.opts.altNames);
+    const certHosts = names.certHosts;
     const tls = dataDir.prepare({ host_name: '', listen: formatHostPort(listen.host, listen.port) }, certHosts);
     const secrets = dataDir.secrets();
     // A devices.json that does not parse stops the start (exit 78, file:line:col); once running, the
@@ -206,7 +200,7 @@ export class Hub {
     const api = new ServiceApi({ registry, operators, audit, broker: this.broker, secrets, log: log.child({ part: 'api' }), streamingHost: () => this.opts.streamingHost ?? this.hostName, hostNames: () => [this.hostName, ...certHosts], devices, ...(external ? { requestIdPrefix: `${instanceId}-` } : {}), ...(this.opts.rateLimits ? { rateLimits: this.opts.rateLimits } : {}), onAuthorized: (socket) => admission.authenticated(socket) });
     if (this.opts.console !== false) {
       // The console is a service side inside the hub: it dials this hub's own streaming endpoint on loopback.
-      const localHost = (): string => formatHostPort(listenIsWildcard ? '127.0.0.1' : listen.host, this.port);
+      const localHost = (): string => formatHostPort(names.selfHost, this.port);
       this.console = new HubConsole({
         log: log.child({ part: 'console' }),
         onAuthenticated: (socket) => admission.authenticated(socket),
@@ -261,7 +255,7 @@ export class Hub {
     this.server = server;
     const port = this.port;
     // IoT Hub's form: no port when it is 443 (`name:443` given as the public host is printed as `name`).
-    this.hostName = this.opts.publicHost?.replace(/^(\[[^\]]+\]|[^:]+):443$/, '$1') ?? formatHostName(listenIsWildcard ? hostname() : listen.host, port);
+    this.hostName = names.hostName(port);
     dataDir.writeSettings({ host_name: this.hostName, listen: formatHostPort(listen.host, port) });
     log.info({ listen: formatHostPort(listen.host, port), host_name: this.hostName, data_dir: this.opts.dataDir }, 'hub listening');
     if (this.opts.mqttListen && !external) await this.startMqttTls(this.opts.mqttListen, tlsOptions, admission);
