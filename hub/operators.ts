@@ -51,9 +51,18 @@ export function operatorNameProblem(name: string): string | undefined {
   return undefined;
 }
 
+/** Patterns compiled once: the console filters every device through them for each live view, every tick. */
+const compiledPatterns = new Map<string, RegExp>();
+const MAX_COMPILED_PATTERNS = 1024;
+
 function globToRegExp(pattern: string): RegExp {
+  let re = compiledPatterns.get(pattern);
+  if (re) return re;
   const body = pattern.replace(/[.+^${}()|[\]\\-]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${body}$`);
+  re = new RegExp(`^${body}$`);
+  if (compiledPatterns.size >= MAX_COMPILED_PATTERNS) compiledPatterns.clear();
+  compiledPatterns.set(pattern, re);
+  return re;
 }
 
 function matchesAny(patterns: string[] | undefined, value: string): boolean {
@@ -128,6 +137,8 @@ export interface OperatorStoreOptions {
 }
 
 export class OperatorStore extends FollowedRegistry<Map<string, OperatorRecord>, OperatorChange> {
+  private derived?: { from: Map<string, OperatorRecord>; operators: Map<string, Operator> };
+
   constructor(opts: OperatorStoreOptions) {
     super(
       {
@@ -144,8 +155,16 @@ export class OperatorStore extends FollowedRegistry<Map<string, OperatorRecord>,
   }
 
   get(name: string): Operator | undefined {
-    const r = this.file.current().get(name);
-    return r ? { name, ...r, revision: revisionOf(name, r) } : undefined;
+    const records = this.file.current();
+    // Derived once per version of the file (a new Map each time it is re-read), not on every lookup.
+    if (this.derived?.from !== records) this.derived = { from: records, operators: new Map() };
+    let op = this.derived.operators.get(name);
+    if (op) return op;
+    const r = records.get(name);
+    if (!r) return undefined;
+    op = { name, ...r, revision: revisionOf(name, r) };
+    this.derived.operators.set(name, op);
+    return op;
   }
 
   list(): Operator[] {
