@@ -14,7 +14,7 @@ import { SdNotify } from './sd-notify';
 import { AgentStats, StatusFile, defaultStatusFile, statusSnapshot, type StatusSnapshot } from './status';
 import { Telemetry } from './telemetry';
 import { formatDurationMs } from '../core/duration';
-import { settledWithin } from '../core/deadline';
+import { settledWithin, withinMs } from '../core/deadline';
 
 /** Request ids we answer: IoT Hub sends numbers; anything else could not be put into a topic safely. */
 const SAFE_REQUEST_ID = /^[\w.-]{1,64}$/;
@@ -277,7 +277,7 @@ export class Agent {
     }
     this.statusFile?.stop();
     // Bounded: a stuck systemd-notify must not hold up the exit.
-    await Promise.race([stoppingSent, new Promise((r) => setTimeout(r, 2000).unref())]);
+    await withinMs(stoppingSent, 2000);
     this.log.info({ streams_left: this.sessions.size }, 'agent stopped');
   }
 }

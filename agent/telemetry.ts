@@ -3,6 +3,7 @@ import { loadavg, uptime } from 'node:os';
 import { mem } from 'systeminformation/lib/memory';
 import { CpuLoad, cpuTemperatureC, diskUsage, networkCounters } from './health-readings';
 import type { Logger } from '../core/log';
+import { withinMs } from '../core/deadline';
 import type { StatusSnapshot } from './status';
 
 /**
@@ -40,13 +41,10 @@ export interface Health {
 }
 
 async function read<T>(what: () => Promise<T>): Promise<T | null> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([what(), new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), READ_TIMEOUT_MS)))]);
+    return (await withinMs(what(), READ_TIMEOUT_MS)) ?? null;
   } catch {
     return null;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { MqttClient } from 'mqtt';
+import { withinMs } from './deadline';
 
 /** How long a clean MQTT DISCONNECT may take before the connection is simply dropped. */
 export const MQTT_END_DEADLINE_MS = 2000;
@@ -10,13 +11,10 @@ export const MQTT_END_DEADLINE_MS = 2000;
  */
 export async function endMqttClient(client: MqttClient, deadlineMs = MQTT_END_DEADLINE_MS): Promise<void> {
   client.removeAllListeners('close');
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([client.endAsync(false), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
+    await withinMs(client.endAsync(false), deadlineMs);
   } catch {
     // fall through to the forced end
-  } finally {
-    clearTimeout(timer);
   }
   client.end(true);
 }

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import type { RawData, WebSocket } from 'ws';
 import { formatBytes } from '../../core/format';
 import { formatDurationMs } from '../../core/duration';
+import { withinMs } from '../../core/deadline';
 import { dialStream } from '../../core/stream-dial';
 import { closeStreamSocket } from '../../core/ws-sink';
 import { startTunnel, type Tunnel } from '../../core/tunnel';
@@ -258,7 +259,7 @@ export class PtyStreamSession {
     const ended = await endSession(sid);
     if (ended.left.length) log.error({ pids: ended.left }, 'processes of the session survived SIGKILL');
     pty.destroy();
-    const exit: PtyExit | undefined = pty.exit ?? (await Promise.race([pty.exited, new Promise<undefined>((r2) => setTimeout(() => r2(undefined), 1000).unref())]));
+    const exit: PtyExit | undefined = pty.exit ?? (await withinMs(pty.exited, 1000));
     const how = exit ? (exit.signal ? `shell killed by ${exit.signal}` : `shell exited ${exit.code}`) : 'shell state unknown';
     const reason = r.error
       ? `error: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`
