@@ -38,7 +38,7 @@ function readOption(file: string, flag: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new DevstreamsError('EUSAGE', `${flag}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new DevstreamsError('ECONFIG', `${flag}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
 

@@ -66,4 +66,15 @@ describe('exit codes: one table for every subcommand', () => {
     expect(r.stdout).toMatch(/^\s+77\s+refused/m);
     for (const cmd of ['connect', 'shell', 'devices', 'proxy']) expect((await runCliToEnd([cmd, '--help'])).stdout).toContain('DEVSTREAMS_CONNECTION_STRING');
   });
+
+  it("an unreadable CA, key or password file given on the command line is a config error (78), the hub's broker files too", async () => {
+    const missing = join(dir, 'missing.pem');
+    const devices = await runCliToEnd(['devices', '--ca', missing], { DEVSTREAMS_CONNECTION_STRING: stack.serviceConnectionString });
+    expect(devices.code).toBe(EXIT.CONFIG);
+    for (const flag of ['--broker-ca', '--broker-password-file']) {
+      const r = await runCliToEnd(['hub', '--data-dir', join(dir, 'fleet-hub'), '--listen', '127.0.0.1:0', '--broker', 'mqtt://127.0.0.1:9', '--broker-username', 'hub', flag, missing]);
+      expect({ flag, code: r.code }).toEqual({ flag, code: EXIT.CONFIG });
+      expect(r.stderr).toContain(`${flag}: cannot read ${missing}: ENOENT`);
+    }
+  });
 });
