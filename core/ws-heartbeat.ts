@@ -7,6 +7,51 @@ export const WS_PING_INTERVAL_MS = 30_000;
 export const WS_SILENT_INTERVALS = 2;
 
 /**
+ * The liveness judgment, shared by heartbeat() below (`ws` sockets: agent, connect) and the hub's
+ * raw legs (hub/bridge.ts). Ticks twice an interval, so a silent peer is cut between 2 and 2.5
+ * intervals after its last frame.
+ */
+export class LivenessCheck {
+  private lastHeardAt = Date.now();
+  private lastPingAt = 0;
+  private lastTickAt = Date.now();
+  readonly tickMs: number;
+
+  constructor(private readonly intervalMs = WS_PING_INTERVAL_MS) {
+    this.tickMs = Math.max(1, Math.floor(intervalMs / 2));
+  }
+
+  /** Anything came from the peer: a pong, a ping, a frame. */
+  heard(): void {
+    this.lastHeardAt = Date.now();
+  }
+
+  /**
+   * One tick: `dead` (cut it), `ping` (send one), or `quiet`. While we are paused (not reading) the
+   * peer is not judged. A tick that comes far too late means our own event loop was stalled: what
+   * the peer sent meanwhile is still unread, so that round does not judge either.
+   */
+  tick(paused: boolean): 'dead' | 'ping' | 'quiet' {
+    const now = Date.now();
+    const stalled = now - this.lastTickAt > this.tickMs + this.intervalMs;
+    this.lastTickAt = now;
+    if (paused) this.lastHeardAt = now;
+    else if (stalled) this.lastHeardAt = Math.max(this.lastHeardAt, now - this.intervalMs);
+    else if (now - this.lastHeardAt >= WS_SILENT_INTERVALS * this.intervalMs) return 'dead';
+    if (now - this.lastPingAt < this.intervalMs) return 'quiet';
+    this.lastPingAt = now;
+    return 'ping';
+  }
+
+  /** Calls `onTick` every tick, after the poll phase (setImmediate) so frames already received are read first. */
+  start(onTick: () => void): NodeJS.Timeout {
+    const timer = setInterval(() => setImmediate(onTick), this.tickMs);
+    timer.unref();
+    return timer;
+  }
+}
+
+/**
  * Detects a peer that vanished without closing (half-open TCP: a NAT dropped the mapping, a Pi lost
  * power, a hub frozen by SIGSTOP), whatever the stream is doing: idle, sending or receiving.
  *
@@ -22,29 +67,17 @@ export const WS_SILENT_INTERVALS = 2;
  * Returns a function that stops the heartbeat; it also stops on close.
  */
 export function heartbeat(ws: WebSocket, intervalMs = WS_PING_INTERVAL_MS): () => void {
-  let lastHeardAt = Date.now();
-  let lastPingAt = 0;
-  const wsOnHeard = (): void => {
-    lastHeardAt = Date.now();
-  };
+  const liveness = new LivenessCheck(intervalMs);
+  const wsOnHeard = (): void => liveness.heard();
   ws.on('pong', wsOnHeard);
   ws.on('message', wsOnHeard);
   ws.on('ping', wsOnHeard);
-  // Checked twice an interval, so a silent peer is cut between 2 and 2.5 intervals after its last frame.
-  const timer = setInterval(() => {
+  const timer = liveness.start(() => {
     if (ws.readyState !== WebSocket.OPEN) return;
-    const now = Date.now();
-    if (ws.isPaused) lastHeardAt = now;
-    else if (now - lastHeardAt >= WS_SILENT_INTERVALS * intervalMs) {
-      ws.terminate();
-      return;
-    }
-    if (now - lastPingAt >= intervalMs) {
-      lastPingAt = now;
-      ws.ping();
-    }
-  }, Math.max(1, Math.floor(intervalMs / 2)));
-  timer.unref();
+    const verdict = liveness.tick(ws.isPaused);
+    if (verdict === 'dead') ws.terminate();
+    else if (verdict === 'ping') ws.ping();
+  });
   const stop = (): void => {
     clearInterval(timer);
     ws.off('pong', wsOnHeard);

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import { CLOSE, MAX_FRAME_BYTES, closeReason, encodeHello } from '../wire';
 import { FrameReader, OPCODE, closePayload, frameHeader, parseClosePayload, type FrameHandler } from '../core/ws-frames';
 import { WS_HIGH_WATER_BYTES, forwardableCloseCode } from '../core/ws-sink';
-import { WS_PING_INTERVAL_MS, WS_SILENT_INTERVALS } from '../core/ws-heartbeat';
+import { LivenessCheck, WS_PING_INTERVAL_MS } from '../core/ws-heartbeat';
 import type { StreamSide } from './stream-tokens';
 
 /** What one side may send before the other side arrives; past it, that side is paused (TCP backpressure). */
@@ -50,8 +50,7 @@ export class Leg implements FrameHandler {
   /** Payload bytes of a relayed frame still to come: nothing else may be written to this side before them. */
   private midFrame = 0;
   private held: Buffer[] = [];
-  private lastHeardAt = Date.now();
-  private lastPingAt = 0;
+  private readonly liveness: LivenessCheck;
   private readonly timer: NodeJS.Timeout;
   private closeTimer?: NodeJS.Timeout;
 
@@ -67,7 +66,8 @@ export class Leg implements FrameHandler {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined); // 'close' follows: 1006 for the other side
     socket.once('close', () => this.onSocketClose());
-    this.timer = this.heartbeat(pingIntervalMs);
+    this.liveness = new LivenessCheck(pingIntervalMs);
+    this.timer = this.heartbeat();
   }
 
   private onData(chunk: Buffer): void {
@@ -82,7 +82,7 @@ export class Leg implements FrameHandler {
   // --- frames from this side (FrameHandler)
 
   frameStart(opcode: number, fin: boolean, length: number): void {
-    this.lastHeardAt = Date.now();
+    this.liveness.heard();
     if (opcode !== OPCODE.CONTINUATION) this.inText = opcode === OPCODE.TEXT;
     if (!this.inText) this.bytes += length;
     const header = frameHeader(opcode, fin, length);
@@ -104,7 +104,7 @@ export class Leg implements FrameHandler {
   }
 
   control(opcode: number, payload: Buffer): void {
-    this.lastHeardAt = Date.now();
+    this.liveness.heard();
     if (opcode === OPCODE.PING) return this.sendPong(payload);
     if (opcode !== OPCODE.CLOSE) return; // pong: heard, nothing else
     this.closeReceived = true;
@@ -271,21 +271,12 @@ export class Leg implements FrameHandler {
    * (as core/ws-heartbeat.ts does for `ws` sockets): a side that vanished without closing ends the
    * stream for the other. Not judged while we are not reading it (backpressure).
    */
-  private heartbeat(intervalMs: number): NodeJS.Timeout {
-    const timer = setInterval(() => {
+  private heartbeat(): NodeJS.Timeout {
+    return this.liveness.start(() => {
       if (this.closeSent || this.closeReceived || this.socket.destroyed) return;
-      const now = Date.now();
-      if (this.socket.isPaused()) this.lastHeardAt = now;
-      else if (now - this.lastHeardAt >= WS_SILENT_INTERVALS * intervalMs) {
-        this.socket.destroy();
-        return;
-      }
-      if (now - this.lastPingAt >= intervalMs) {
-        this.lastPingAt = now;
-        this.sendWhole(OPCODE.PING, Buffer.alloc(0));
-      }
-    }, Math.max(1, Math.floor(intervalMs / 2)));
-    timer.unref();
-    return timer;
+      const verdict = this.liveness.tick(this.socket.isPaused());
+      if (verdict === 'dead') this.socket.destroy();
+      else if (verdict === 'ping') this.sendWhole(OPCODE.PING, Buffer.alloc(0));
+    });
   }
 }
