@@ -178,6 +178,11 @@ describe('operators, as processes', () => {
     const refused = await runCliToEnd(['hub', 'add-operator', 'carol', '--data-dir', dataDir]);
     expect(refused.code).toBe(78);
     expect(refused.stderr).toMatch(/operators\.json:\d+:\d+: .*--force/);
+    // service-string names the place too, never falling back to secrets.json's key.
+    const service = await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir]);
+    expect(service.code).toBe(78);
+    expect(service.stdout).toBe('');
+    expect(service.stderr).toMatch(/operators\.json:\d+:\d+: /);
     writeFileSync(`${file}.edit`, good);
     renameSync(`${file}.edit`, file);
     await hub.waitForLine(/operators\.json is good again/, 30_000);

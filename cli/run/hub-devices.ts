@@ -4,8 +4,8 @@ import { writeFileAtomicSync } from '../../core/atomic-file';
 import { HubDataDir } from '../../hub/data-dir';
 import { DeviceRegistry, type KeyName } from '../../hub/device-registry';
 import { issueCertificate } from '../../hub/pki';
-import { operatorStore } from './hub-operators';
-import { DevstreamsError, formatDeviceConnectionString, formatServiceConnectionString } from '../../wire';
+import { operatorStore, printConnectionString } from './hub-operators';
+import { DevstreamsError, formatDeviceConnectionString } from '../../wire';
 
 /** Device certificates last as long as server certificates; reissue with `add-device --x509 --renew`. */
 const DEVICE_CERT_YEARS = 2;
@@ -51,14 +51,11 @@ key ${issued.keyFile}
 
 /** `hub service-string`: the connection string of the operator `service` (the one every hub starts with). */
 export function printServiceString(opts: { dataDir: string }): void {
-  const dir = new HubDataDir(opts.dataDir);
-  const settings = dir.settings();
-  const name = dir.secrets().service_policy_name;
-  const { store } = operatorStore(opts.dataDir);
+  const { dir, store, serviceName } = operatorStore(opts.dataDir);
   store.load(); // a broken operators.json: ECONFIG with file:line:col, never secrets.json's key instead
-  const op = store.get(name);
-  if (!op) throw new DevstreamsError('EUSAGE', `operator "${name}" was removed: add-operator NAME gives a person or script its own connection string`);
-  process.stdout.write(`${formatServiceConnectionString({ hostName: settings.host_name, sharedAccessKeyName: op.name, sharedAccessKey: op.key })}\n`);
+  const op = store.get(serviceName);
+  if (!op) throw new DevstreamsError('EUSAGE', `operator "${serviceName}" was removed: add-operator NAME gives a person or script its own connection string`);
+  printConnectionString(dir, op);
 }
 
 /** `hub remove-device|disable-device|enable-device ID`: a running hub follows at once. */

@@ -2,14 +2,17 @@ import { HubDataDir } from '../../hub/data-dir';
 import { OperatorStore, parseLimitList, type Operator } from '../../hub/operators';
 import { formatServiceConnectionString } from '../../wire';
 
-/** The store as the tools see it: the data directory's operators.json, or `service` from secrets.json. */
-export function operatorStore(dataDir: string): { dir: HubDataDir; store: OperatorStore } {
+/**
+ * The store as the tools see it: the data directory's operators.json, or `service` from secrets.json;
+ * `serviceName` is that built-in operator's name.
+ */
+export function operatorStore(dataDir: string): { dir: HubDataDir; store: OperatorStore; serviceName: string } {
   const dir = new HubDataDir(dataDir);
   const secrets = dir.secrets();
-  return { dir, store: new OperatorStore({ dataDir: dir, legacy: { name: secrets.service_policy_name, key: secrets.service_policy_key } }) };
+  return { dir, store: new OperatorStore({ dataDir: dir, legacy: { name: secrets.service_policy_name, key: secrets.service_policy_key } }), serviceName: secrets.service_policy_name };
 }
 
-function printConnectionString(dir: HubDataDir, op: Operator): void {
+export function printConnectionString(dir: HubDataDir, op: Operator): void {
   process.stdout.write(`${formatServiceConnectionString({ hostName: dir.settings().host_name, sharedAccessKeyName: op.name, sharedAccessKey: op.key })}\n`);
 }
 
