@@ -56,7 +56,10 @@ export interface HubOptions {
   instanceId?: string;
   /** Prometheus text metrics (`GET /metrics`) on this address, loopback advised; off unless set. */
   metricsListen?: string;
-  /** On stop: how long joined streams may run to their end before the rest are reset (DEFAULT_DRAIN_MS). */
+  /**
+   * On stop: how long joined streams may run to their end before the rest are reset. `hub` passes
+   * `--drain` (30 s); embedded (tests, tools) the default is none: stop resets at once.
+   */
   drainMs?: number;
   /** Streaming WebSocket ping interval; a side silent for two of these is cut. */
   pingIntervalMs?: number;
@@ -75,8 +78,8 @@ export interface HubOptions {
 }
 
 
-/** How long a stopping hub lets open streams finish (a rolling restart loses nothing that ends within it). */
-export const DEFAULT_DRAIN_MS = 30_000;
+/** Embedded hubs stop at once unless told otherwise; the CLI's `--drain` defaults to 30 s. */
+export const DEFAULT_DRAIN_MS = 0;
 
 /** Resolves once the server listens; rejects with the listen error (EADDRINUSE, EACCES). */
 function listenOn(server: TlsServer, at: { host: string; port: number }): Promise<void> {
