@@ -257,7 +257,9 @@ export class Agent {
     this.telemetry?.stop();
     const drainMs = this.config.drain_timeout;
     if (this.sessions.size > 0 && drainMs > 0) {
-      this.log.info({ open: this.sessions.size, drain_ms: drainMs }, `draining: ${this.sessions.size} streams open may finish within ${formatDurationMs(drainMs)}`);
+      const draining = `draining: ${this.sessions.size} streams open may finish within ${formatDurationMs(drainMs)}`;
+      this.log.info({ open: this.sessions.size, drain_ms: drainMs }, draining);
+      void this.notify.status(draining);
       await settledWithin([...this.running], drainMs);
     }
     if (this.sessions.size > 0) {
