@@ -6,6 +6,7 @@ import { HubDataDir } from '../hub/data-dir';
 import { newStreamId, signStreamToken, type StreamSide } from '../hub/stream-tokens';
 import { EXT_HEADER } from '../wire';
 import { startStack, until, type Stack } from './helpers/stack';
+import { wsFrame } from './helpers/hostile';
 import { sha256 } from './helpers/targets';
 
 interface Received {
@@ -14,19 +15,9 @@ interface Received {
   ended: Promise<void>;
 }
 
-/** A client frame written by hand: masked with `mask` (random unless given), FIN and opcode as asked. */
+/** A client frame: masked with `mask` (random unless given), FIN and opcode as asked. */
 function clientFrame(opcode: number, payload: Buffer, o: { fin?: boolean; mask?: Buffer | null } = {}): Buffer {
-  const fin = o.fin ?? true;
-  const mask = o.mask === undefined ? randomBytes(4) : o.mask;
-  const len = payload.length;
-  const head: number[] = [(fin ? 0x80 : 0) | opcode];
-  const m = mask ? 0x80 : 0;
-  if (len < 126) head.push(m | len);
-  else if (len < 65536) head.push(m | 126, len >> 8, len & 0xff);
-  else head.push(m | 127, 0, 0, 0, 0, (len >>> 24) & 0xff, (len >>> 16) & 0xff, (len >>> 8) & 0xff, len & 0xff);
-  const body = Buffer.from(payload);
-  if (mask) for (let i = 0; i < body.length; i++) body[i]! ^= mask[i & 3]!;
-  return Buffer.concat([Buffer.from(head), ...(mask ? [mask] : []), body]);
+  return wsFrame(payload, { opcode, ...(o.fin === undefined ? {} : { fin: o.fin }), mask: o.mask === undefined ? randomBytes(4) : o.mask });
 }
 
 /** A raw WebSocket client on TLS: the upgrade by hand, then frames as bytes; records what the hub sends. */

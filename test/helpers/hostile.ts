@@ -104,17 +104,26 @@ export function upgradeRequest(path: string, headers: Record<string, string> = {
   return `GET ${path} HTTP/1.1\r\n${Object.entries(base).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`;
 }
 
-/** A masked binary WebSocket frame from a client (the mask is zero: masking is not what is tested). */
-export function wsFrame(payload: Buffer, opts: { announce?: number; opcode?: number } = {}): Buffer {
+/**
+ * A WebSocket frame from a client, written by hand: binary and final unless told, masked with `mask`
+ * (zero unless given, as masking is rarely what is tested; `null`: unmasked, which a server must
+ * refuse), its length field saying `announce` when given instead of the payload's.
+ */
+export function wsFrame(payload: Buffer, opts: { announce?: number; opcode?: number; fin?: boolean; mask?: Buffer | null } = {}): Buffer {
   const len = opts.announce ?? payload.length;
-  const head: number[] = [0x80 | (opts.opcode ?? 2)];
-  if (len < 126) head.push(0x80 | len);
-  else if (len < 65536) head.push(0x80 | 126, len >> 8, len & 0xff);
+  const mask = opts.mask === undefined ? Buffer.alloc(4) : opts.mask;
+  const m = mask ? 0x80 : 0;
+  const head: number[] = [((opts.fin ?? true) ? 0x80 : 0) | (opts.opcode ?? 2)];
+  if (len < 126) head.push(m | len);
+  else if (len < 65536) head.push(m | 126, len >> 8, len & 0xff);
   else {
-    head.push(0x80 | 127);
+    head.push(m | 127);
     const b = Buffer.alloc(8);
     b.writeBigUInt64BE(BigInt(len));
     head.push(...b);
   }
-  return Buffer.concat([Buffer.from(head), Buffer.alloc(4), payload]);
+  // A zero mask leaves the payload as it is: no copy.
+  const body = mask && mask.readUInt32BE(0) !== 0 ? Buffer.from(payload) : payload;
+  if (body !== payload) for (let i = 0; i < body.length; i++) body[i]! ^= mask![i & 3]!;
+  return Buffer.concat([Buffer.from(head), ...(mask ? [mask] : []), body]);
 }
