@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Logger } from '../../core/log';
+import { printableAscii } from '../../core/terminal-text';
 
 /**
  * Under systemd, each shell session leaves the agent's control group for a transient scope of its
@@ -60,7 +61,7 @@ export function inOwnScope(file: string, args: string[], systemdRun: string | un
       '--collect',
       `--unit=devstreams-shell-${process.pid}-${sessions}`,
       `--slice=${SHELL_SLICE}`,
-      `--description=devstreams shell: ${describe.replace(/[^\x20-\x7e]/g, '?').slice(0, 100)}`,
+      `--description=devstreams shell: ${printableAscii(describe, 100)}`,
       '--',
       file,
       ...args,
