@@ -1,5 +1,5 @@
 /// <reference lib="dom" />
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { connect as mqttConnect } from 'mqtt';
 import { createSasToken, deviceResourceUri, mqttUsername, parseDeviceConnectionString, telemetryTopic } from '../wire';
-import { lastLine, runCli, runCliToEnd, type CliProcess } from './helpers/cli';
+import { addDevice, lastLine, runCliToEnd, startAgentProcess, type CliProcess } from './helpers/cli';
 import { call, startConsoleHub, type Reply } from './helpers/console';
 import { startBrowser } from './helpers/browser';
 import { startDeviceWeb } from './helpers/device-web';
@@ -111,26 +111,8 @@ describe('hub web console (Chromium)', () => {
   let base: string;
 
   async function startAgent(id: string): Promise<CliProcess> {
-    const add = await runCliToEnd(['hub', 'add-device', id, '--data-dir', dataDir]);
-    expect(add.code).toBe(0);
-    const config = join(dir, `${id}.yaml`);
-    writeFileSync(
-      config,
-      [
-        'hub:',
-        `  connection_string: "${lastLine(add.stdout)}"`,
-        `  ca: ${join(dataDir, 'ca.pem')}`,
-        'services:',
-        '  shell:',
-        '    pty:',
-        '      command: /bin/sh',
-        '      env: { PS1: "remote$ " }',
-        '  web:',
-        `    port: ${web.port}`,
-        '',
-      ].join('\n'),
-    );
-    const agent = runCli(['agent', '--config', config]);
+    const servicesYaml = ['  shell:', '    pty:', '      command: /bin/sh', '      env: { PS1: "remote$ " }', '  web:', `    port: ${web.port}`, ''].join('\n');
+    const agent = startAgentProcess({ config: join(dir, `${id}.yaml`), dataDir, deviceString: await addDevice(dataDir, id), servicesYaml });
     agents.push(agent);
     await agent.waitForLine(/listening for stream requests/);
     return agent;
