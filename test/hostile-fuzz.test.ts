@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSasToken, deviceResourceUri, mqttUsername, parseDeviceConnectionString } from '../wire';
-import { lastLine, runCli, runCliToEnd, startHubProcess, type CliProcess } from './helpers/cli';
+import { addDevice, serviceConnectionString, startAgentProcess, startConnectProcess, startHubProcess, tcpServicesYaml, type CliProcess } from './helpers/cli';
 import { healthz, rssBytes } from './helpers/hostile';
 import { SURFACES, mqttConnectPacket, seededRandom, type HostileInput, type HubUnderTest, type Rng } from './helpers/hostile-inputs';
 import { random, roundTrip, sha256, startEchoServer } from './helpers/targets';
@@ -50,19 +50,17 @@ describe('hostile-input suite', () => {
     mqttPort = Number(/"mqtt_listen":"[^"]*:(\d+)"/.exec(await hub.waitForLine(/MQTT over TLS listening/))![1]);
     // Devices the fuzz connects as (valid CONNECT, then hostile packets), and one real agent.
     for (let i = 0; i < FUZZ_DEVICES; i++) {
-      const cs = parseDeviceConnectionString(lastLine((await runCliToEnd(['hub', 'add-device', `fuzz-${i}`, '--data-dir', dataDir])).stdout));
+      const cs = parseDeviceConnectionString(await addDevice(dataDir, `fuzz-${i}`));
       target.host = cs.hostName;
       const password = createSasToken({ resource: deviceResourceUri(cs.hostName, cs.deviceId), key: cs.sharedAccessKey!, expiresAt: Math.floor(Date.now() / 1000) + 3600 });
       target.deviceConnects.push(mqttConnectPacket({ clientId: cs.deviceId, username: mqttUsername(cs.hostName, cs.deviceId), password }));
     }
-    const deviceString = lastLine((await runCliToEnd(['hub', 'add-device', 'pi-fuzz', '--data-dir', dataDir])).stdout);
-    const config = join(dir, 'agent.yaml');
-    writeFileSync(config, `hub:\n  connection_string: "${deviceString}"\n  ca: ${join(dataDir, 'ca.pem')}\nservices:\n  echo:\n    port: ${echo.port}\n`);
-    agent = runCli(['agent', '--config', config]);
+    agent = startAgentProcess({ config: join(dir, 'agent.yaml'), dataDir, deviceString: await addDevice(dataDir, 'pi-fuzz'), servicesYaml: tcpServicesYaml({ echo: echo.port }) });
     await agent.waitForLine(/listening for stream requests/);
-    const serviceString = lastLine((await runCliToEnd(['hub', 'service-string', '--data-dir', dataDir])).stdout);
-    connect = runCli(['connect', 'pi-fuzz', 'echo', '--listen', '0', '--ca', join(dataDir, 'ca.pem')], { DEVSTREAMS_CONNECTION_STRING: serviceString });
-    connectPort = Number(/:(\d+),/.exec(await connect.waitForLine(/^listening on /))![1]);
+    const serviceString = await serviceConnectionString(dataDir);
+    const started = await startConnectProcess({ dataDir, serviceString, device: 'pi-fuzz', service: 'echo' });
+    connect = started;
+    connectPort = started.port;
   }, 120_000);
 
   afterAll(async () => {
