@@ -155,8 +155,17 @@ export class OperatorStore extends FollowedRegistry<Map<string, OperatorRecord>,
   }
 
   get(name: string): Operator | undefined {
+    return this.operatorIn(this.file.current(), name);
+  }
+
+  list(): Operator[] {
+    // One version of the file for the whole list: a re-read between two lookups cannot drop a name.
     const records = this.file.current();
-    // Derived once per version of the file (a new Map each time it is re-read), not on every lookup.
+    return [...records.keys()].sort().map((name) => this.operatorIn(records, name)!);
+  }
+
+  /** Derived once per version of the file (a new Map each time it is re-read), not on every lookup. */
+  private operatorIn(records: Map<string, OperatorRecord>, name: string): Operator | undefined {
     if (this.derived?.from !== records) this.derived = { from: records, operators: new Map() };
     let op = this.derived.operators.get(name);
     if (op) return op;
@@ -165,10 +174,6 @@ export class OperatorStore extends FollowedRegistry<Map<string, OperatorRecord>,
     op = { name, ...r, revision: revisionOf(name, r) };
     this.derived.operators.set(name, op);
     return op;
-  }
-
-  list(): Operator[] {
-    return [...this.file.current().keys()].sort().map((name) => this.get(name)!);
   }
 
   /** The operator's current revision; undefined once it is removed. A different one: key or limits changed. */

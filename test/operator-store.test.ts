@@ -25,6 +25,7 @@ describe('OperatorStore', () => {
     expect(rotated.revision).not.toBe(added.revision);
     expect(hub.get('alice')).toMatchObject({ key: rotated.key, revision: rotated.revision });
     expect(hub.revision('alice')).toBe(rotated.revision);
+    expect(hub.list().map((o) => o.name)).toEqual(['alice', 'service']);
     tool.remove('alice');
     expect(hub.get('alice')).toBeUndefined();
     expect(hub.revision('alice')).toBeUndefined();
