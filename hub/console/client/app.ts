@@ -78,19 +78,30 @@ function live(): void {
     document.body.dataset.live = 'off';
     // Signed out elsewhere (or the operator removed): back to the sign-in page.
     void loadSession().then((s) => {
-      if (!s) location.assign('/console/login');
+      if (!s) toSignIn();
     }, () => undefined);
   };
 }
 
+let leaving = false;
+/**
+ * To the sign-in page, once: signing out also ends the live view, whose error handler would navigate
+ * as well, and a second navigation aborts the first.
+ */
+function toSignIn(): void {
+  if (leaving) return;
+  leaving = true;
+  location.assign('/console/login');
+}
+
 async function main(): Promise<void> {
   const session = await loadSession();
-  if (!session) return void location.assign('/console/login');
+  if (!session) return toSignIn();
   byId('operator').textContent = session.operator;
   if (session.devicePagesPort) devices.pagesOrigin = `https://${location.hostname}:${session.devicePagesPort}`;
   byId('signout').addEventListener('click', () => {
     // The hub ends the session's terminals and live view itself.
-    void post('/console/api/logout').finally(() => location.assign('/console/login'));
+    void post('/console/api/logout').finally(toSignIn);
   });
   window.addEventListener('hashchange', route);
   route();
