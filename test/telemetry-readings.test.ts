@@ -21,7 +21,8 @@ const snapshot: StatusSnapshot = {
 
 const MAX_BLOCK_MS = 2;
 const READINGS = 5;
-const TRIES = 5;
+/** Tries until one is clean: a loaded machine (other test files, CI neighbours) delays a few. */
+const TRIES = 20;
 const RESOLUTION_MS = 1;
 
 /** The longest the event loop waited beyond its 1 ms timer while `fn` ran. */
@@ -53,8 +54,9 @@ describe('health telemetry readings', () => {
   });
 
   // A reader that blocks (execSync, a sync read) blocks on every reading; a busy machine delays a
-  // loop now and then. So: the worst delay over five readings, in the best of five tries, stays under
-  // 2 ms (a quiet try measures ~0.1 ms here; the systeminformation readers took 60-120 ms every try).
+  // loop now and then. So: the worst delay over five readings, in the best of up to twenty tries,
+  // stays under 2 ms (a quiet try measures ~0.1 ms here; the systeminformation readers took
+  // 60-120 ms every try, so no number of tries lets them pass).
   it(`never blocks the event loop for more than ${MAX_BLOCK_MS} ms`, async () => {
     // Warm-up, not counted: the first readings compile the readers' code and open their files.
     await worstLoopDelayMs(async () => {
