@@ -109,8 +109,10 @@ describe('limits, status, metrics and health telemetry (in-process hub and agent
   });
 
   it('closes an idle stream with 4004 and says which limit', async () => {
-    const ws = await openWs(stack, 'idle');
+    // Timed from before the request: the agent's idle timer cannot start earlier, but may start well
+    // before our side of the stream is open (a busy machine), so that is no lower bound.
     const started = Date.now();
+    const ws = await openWs(stack, 'idle');
     const c = await closed(ws);
     expect(c.code).toBe(4004);
     expect(c.reason).toMatch(/idle for 1s \(idle_timeout\)/);
