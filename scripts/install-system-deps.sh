@@ -15,7 +15,9 @@ PKGS=(openssh-server openssh-client mosquitto mosquitto-clients tmux socat iperf
   # Fleet mode (docs/scaling.md): a three-node NATS cluster with its MQTT listener (mosquitto is above).
   nats-server
   # The hub's web console (docs/console.md) is tested in a real browser, driven by playwright-core.
-  chromium)
+  chromium
+  # rsync over ssh through the ProxyCommand mode (docs/ssh.md).
+  rsync)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

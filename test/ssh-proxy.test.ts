@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -68,6 +68,13 @@ describe('ssh, scp and sftp through devstreams proxy (ProxyCommand)', () => {
     sshOpts = [...sshClientOptions(userKey, join(dir, 'known_hosts')), '-o', `ProxyCommand=${proxyCommand}`];
   });
 
+  /** The ~/.ssh/config block docs/ssh.md shows, for this test's devices and keys. */
+  function writeSshConfig(): string {
+    const config = join(dir, 'ssh_config');
+    writeFileSync(config, `Host pi-*\n  ProxyCommand ${proxyCommand}\n  User ${user}\n  IdentityFile ${join(dir, 'user_key')}\n  IdentitiesOnly yes\n  UserKnownHostsFile ${join(dir, 'known_hosts')}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n`);
+    return config;
+  }
+
   afterAll(async () => {
     await stack?.stop();
     await echo?.close();
@@ -110,12 +117,23 @@ describe('ssh, scp and sftp through devstreams proxy (ProxyCommand)', () => {
     expect(sha256(readFileSync(join(dir, 'sftp-back.bin')))).toBe(sha256(original));
   }, 180_000);
 
+  it('syncs a tree with rsync over ssh, byte-exact, and a second run sends nothing', async () => {
+    const config = writeSshConfig();
+    const tree = join(dir, 'tree');
+    mkdirSync(join(tree, 'sub'), { recursive: true });
+    const files = { 'a.bin': random(3 * 1024 * 1024), 'sub/b.bin': random(100 * 1024) };
+    for (const [name, data] of Object.entries(files)) writeFileSync(join(tree, name), data);
+    const target = join(dir, 'rsynced');
+    const first = await run('rsync', ['-a', '--stats', '-e', `ssh -F ${config}`, `${tree}/`, `pi-b:${target}/`], env);
+    expect(first.code, first.stderr).toBe(0);
+    for (const [name, data] of Object.entries(files)) expect(sha256(readFileSync(join(target, name)))).toBe(sha256(data));
+    const second = await run('rsync', ['-a', '--stats', '-e', `ssh -F ${config}`, `${tree}/`, `pi-b:${target}/`], env);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toMatch(/Number of regular files transferred: 0/);
+  }, 120_000);
+
   it('works from a ~/.ssh/config block (Host pi-*) as the docs show it', async () => {
-    const config = join(dir, 'ssh_config');
-    writeFileSync(
-      config,
-      `Host pi-*\n  ProxyCommand ${proxyCommand}\n  User ${user}\n  IdentityFile ${join(dir, 'user_key')}\n  IdentitiesOnly yes\n  UserKnownHostsFile ${join(dir, 'known_hosts')}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n`,
-    );
+    const config = writeSshConfig();
     const r = await run('ssh', ['-F', config, 'pi-b', 'echo from-config'], env);
     expect(r.stdout.trim()).toBe('from-config');
     expect(r.code).toBe(0);
