@@ -50,11 +50,11 @@ bench: build dist/devstreams-linux-x64 dist/devstreams-linux-arm64
 
 # Single executables for the Pi (arm64, armv7) and x64, then Debian packages of them: docs/packaging.md.
 BINARIES := dist/devstreams-linux-arm64 dist/devstreams-linux-armv7 dist/devstreams-linux-x64
-dist/devstreams-linux-%: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs
+dist/devstreams-linux-%: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs scripts/binary/malloc-trim.cc
 	node scripts/binary/build.mjs $*
 
 # The armhf .deb's program: the armv7 bundle (node-pty's addon inside) for the system's nodejs.
-dist/devstreams-linux-armv7.cjs: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs
+dist/devstreams-linux-armv7.cjs: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs scripts/binary/malloc-trim.cc
 	node scripts/binary/build.mjs armv7
 
 binary: $(BINARIES) dist/devstreams-linux-armv7.cjs

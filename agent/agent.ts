@@ -8,6 +8,8 @@ import { TcpStreamSession } from './stream-session';
 import { PtyStreamSession } from './pty/session';
 import { isPtyService } from './config';
 import { VERSION } from '../core/version';
+import { IDLE_GC_DELAY_MS, IdleCollector } from './idle-gc';
+import { mallocTrim } from './malloc-trim';
 import { StreamLimits, watchStream } from './limits';
 import { MetricsServer } from './metrics';
 import { SdNotify } from './sd-notify';
@@ -41,6 +43,7 @@ export class Agent {
   private metrics?: MetricsServer;
   private telemetry?: Telemetry;
   private readonly notify: SdNotify;
+  private readonly idleCollector: IdleCollector;
 
   constructor(
     private config: AgentConfig,
@@ -49,6 +52,14 @@ export class Agent {
   ) {
     this.allowedHosts = allowedStreamHosts(config.device.hostName, config.hub.stream_hosts);
     this.limits = new StreamLimits(config);
+    this.idleCollector = new IdleCollector(
+      ({ ms, trimmed, trimError }) => {
+        if (trimError) log.warn({ err: trimError }, 'cannot load the malloc_trim addon: freed memory stays with the process');
+        log.debug({ gc_ms: Math.round(ms * 10) / 10, trimmed, rss: process.memoryUsage.rss() }, 'no streams open: collected garbage');
+      },
+      IDLE_GC_DELAY_MS,
+      mallocTrim,
+    );
     this.notify = opts.notify ?? new SdNotify(log.child({ part: 'sd_notify' }), opts.env);
     const env = opts.env ?? process.env;
     // Without a configured file and outside systemd (no RuntimeDirectory) there is no status file.
@@ -209,6 +220,7 @@ export class Agent {
     });
     expiry = timer;
     this.sessions.add(session);
+    this.idleCollector.busy();
     const statsKey = this.stats.opened({ request_id: req.requestId, service: req.streamName, target: session.targetName });
     log.info({ target: session.targetName, open: this.sessions.size, total: this.streamsTotal }, 'stream accepted');
     let bytes = { to: 0, from: 0 };
@@ -226,6 +238,7 @@ export class Agent {
         this.sessions.delete(session);
         this.running.delete(done);
         this.stats.closed(statsKey, bytes.to, bytes.from);
+        if (this.sessions.size === 0 && !this.stopping) this.idleCollector.idle();
       });
     this.running.add(done);
   }
@@ -255,6 +268,7 @@ export class Agent {
     this.stopping = true;
     const stoppingSent = this.notify.stopping();
     this.telemetry?.stop();
+    this.idleCollector.stop();
     const drainMs = this.config.drain_timeout;
     if (this.sessions.size > 0 && drainMs > 0) {
       const draining = `draining: ${this.sessions.size} streams open may finish within ${formatDurationMs(drainMs)}`;

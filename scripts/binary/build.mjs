@@ -67,6 +67,19 @@ function compileAddon(arch, t) {
   return join(WORK, out);
 }
 
+/** The malloc_trim addon (malloc-trim.cc): Node-API only, so one build per architecture serves any Node version. */
+function compileTrimAddon(arch, t) {
+  const out = join(arch, 'malloc-trim.node');
+  copyFileSync('scripts/binary/malloc-trim.cc', join(WORK, arch, 'malloc-trim.cc'));
+  // prettier-ignore
+  run(`${t.triplet}-g++`, [
+    '-shared', '-fPIC', '-O2', '-Wall', '-std=gnu++17', '-DNAPI_VERSION=8', '-DBUILDING_NODE_EXTENSION',
+    '-I', join(arch, 'node/include/node'), join(arch, 'malloc-trim.cc'), '-o', out, '-Wl,-soname=malloc-trim.node',
+  ], { cwd: WORK });
+  run(`${t.triplet}-strip`, ['--strip-unneeded', out], { cwd: WORK });
+  return join(WORK, out);
+}
+
 function embeddedAddonPlugin() {
   return {
     name: 'devstreams-embedded-pty-addon',
@@ -86,7 +99,7 @@ function embeddedAddonPlugin() {
  * The CLI with node-pty's addon inside. `embedded`: the Node the executable carries (its version and
  * end of life, which `--version` states); without it the bundle is for a system node (armhf .deb).
  */
-async function bundle(arch, addon, outfile, embedded) {
+async function bundle(arch, addon, trimAddon, outfile, embedded) {
   await build({
     ...bundleOptions,
     outfile,
@@ -96,6 +109,7 @@ async function bundle(arch, addon, outfile, embedded) {
     define: {
       ...bundleOptions.define,
       __DEVSTREAMS_PTY_ADDON__: JSON.stringify(readFileSync(addon).toString('base64')),
+      __DEVSTREAMS_TRIM_ADDON__: JSON.stringify(readFileSync(trimAddon).toString('base64')),
       ...(embedded ? { __DEVSTREAMS_EMBEDDED_NODE__: JSON.stringify(embedded) } : {}),
     },
     plugins: [...bundleOptions.plugins, embeddedAddonPlugin()],
@@ -127,10 +141,11 @@ async function buildTarget(arch) {
   if (nodeVersion !== embeddedNode(arch).version) throw new Error(`${arch}: node says ${nodeVersion}, targets.mjs says ${embeddedNode(arch).version}`);
 
   const addon = compileAddon(arch, t);
-  const bundled = await bundle(arch, addon, join(dir, 'bundle.cjs'), embeddedNode(arch));
+  const trimAddon = compileTrimAddon(arch, t);
+  const bundled = await bundle(arch, addon, trimAddon, join(dir, 'bundle.cjs'), embeddedNode(arch));
   if (arch === 'armv7') {
     // The armhf .deb's program: this bundle on the system's maintained nodejs, not Node 20 (EOL).
-    await bundle(arch, addon, 'dist/devstreams-linux-armv7.cjs');
+    await bundle(arch, addon, trimAddon, 'dist/devstreams-linux-armv7.cjs');
   }
 
   // V8's code cache for the bundle, made by the target's own node (under qemu for ARM: the cache is per
