@@ -131,6 +131,8 @@ export class Agent {
       this.stats.setConnected(true);
       void this.notify.status(this.statusLine());
       void this.telemetry?.sendNow();
+      // Starting and connecting leave garbage too: collected like after the last stream closed.
+      if (this.sessions.size === 0) this.idleCollector.idle();
     });
     this.control.on('disconnected', () => {
       this.stats.setConnected(false);
