@@ -19,10 +19,12 @@ interface EarlyPiece {
 }
 
 /**
- * One side's WebSocket at the streaming endpoint, on its raw socket. Frames are relayed without
- * being gathered or re-framed: a frame's header is rewritten for the other side (unmasked) and its
- * payload passed on in the pieces it arrives in, so the hub never copies stream bytes. Close, ping
- * and pong are handled here; until the other side arrives what comes is kept (bounded).
+ * One side's WebSocket at the streaming endpoint, on its raw socket. Stream bytes are relayed without
+ * being gathered or copied: binary payload goes on in the pieces it arrives in, each piece a whole
+ * frame of its own (a new header, the same bytes), so the other side is never left inside a frame
+ * whose sender may vanish, and a close with its reason can always follow. Text frames (control
+ * messages, small) are relayed as they came, header rewritten (unmasked). Close, ping and pong are
+ * handled here; until the other side arrives what comes is kept (bounded).
  *
  * A side that announced extensions (`x-devstreams-ext`) first gets a hello with its peer's; text
  * frames reach only a side that announced (an IoT Hub SDK peer would take them for payload). A side's
@@ -93,14 +95,15 @@ export class Leg implements FrameHandler {
       this.textDropped++;
       return;
     }
-    if (!peer.relayHeader(header, length)) this.waitForPeerDrain(peer);
+    // Binary: each payload piece becomes its own frame (relayPiece); no header of this one goes out.
+    if (this.inText && !peer.relayHeader(header, length)) this.waitForPeerDrain(peer);
   }
 
   payload(chunk: Buffer): void {
     const peer = this.peer;
     if (!peer) return this.keepEarly({ text: this.inText, data: chunk });
     if (this.dropping || chunk.length === 0) return;
-    if (!peer.relayPayload(chunk)) this.waitForPeerDrain(peer);
+    if (!(this.inText ? peer.relayPayload(chunk) : peer.relayPiece(chunk))) this.waitForPeerDrain(peer);
   }
 
   control(opcode: number, payload: Buffer): void {
@@ -166,7 +169,15 @@ export class Leg implements FrameHandler {
     return this.socket.writableLength < WS_HIGH_WATER_BYTES;
   }
 
-  /** A whole frame of ours (pong, ping, close, hello); held back while a relayed frame is half sent. */
+  /** A piece of binary payload as a whole frame: the bytes as they came, under a header of ours. */
+  private relayPiece(chunk: Buffer): boolean {
+    if (!this.writable()) return true; // closing: the bytes have nowhere to go
+    this.socket.write(frameHeader(OPCODE.BINARY, true, chunk.length));
+    this.socket.write(chunk);
+    return this.socket.writableLength < WS_HIGH_WATER_BYTES;
+  }
+
+  /** A whole frame of ours (pong, ping, close, hello); held back while a relayed text frame is half sent. */
   private sendWhole(opcode: number, payload: Buffer): void {
     if (this.closeSent || this.socket.destroyed || !this.socket.writable) return;
     const frame = Buffer.concat([frameHeader(opcode, true, payload.length), payload]);
@@ -194,7 +205,7 @@ export class Leg implements FrameHandler {
   private sendClose(code: number | undefined, reason: string): void {
     if (this.closeSent) return;
     if (this.midFrame > 0) {
-      // A frame is half written and its sender is gone: the only honest end is to drop the connection.
+      // A text frame is half written and its sender is gone: the only honest end is to drop the connection.
       this.socket.destroy();
       return;
     }
@@ -224,9 +235,9 @@ export class Leg implements FrameHandler {
       if (piece.header !== undefined) {
         dropping = piece.text && !peer.announced;
         if (dropping) this.textDropped++;
-        else full = !peer.relayHeader(piece.data, piece.header) || full;
-      } else if (!dropping) {
-        full = !peer.relayPayload(piece.data) || full;
+        else if (piece.text) full = !peer.relayHeader(piece.data, piece.header) || full;
+      } else if (!dropping && piece.data.length > 0) {
+        full = !(piece.text ? peer.relayPayload(piece.data) : peer.relayPiece(piece.data)) || full;
       }
     }
     // A frame still arriving continues where the early part left it.
