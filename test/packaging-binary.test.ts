@@ -60,6 +60,15 @@ describe.each(ARCHES)('the %s executable', (arch) => {
     expect(readFileSync(binaryPath(arch)).indexOf(b64)).toBeGreaterThan(0);
   });
 
+  it('carries the malloc_trim addon (agent/malloc-trim.ts), asking glibc for its base version only', () => {
+    const addon = addonPath(arch, 'malloc-trim');
+    expect(execFileSync('readelf', ['-h', addon], { encoding: 'utf8' })).toMatch(new RegExp(`Machine:\\s+${want.machine}\\n`));
+    expect(neededVersions(addon).filter((v) => v.startsWith('GLIBC'))).toEqual([want.glibcBase]);
+    expect(execFileSync('readelf', ['-W', '--dyn-syms', addon], { encoding: 'utf8' })).toMatch(new RegExp(`malloc_trim@${want.glibcBase}\\b`));
+    const b64 = Buffer.from(readFileSync(addon).toString('base64'));
+    expect(readFileSync(binaryPath(arch)).indexOf(b64)).toBeGreaterThan(0);
+  });
+
   it('prints version, commit, Node version and architecture', () => {
     const r = runBinary(arch, ['--version']);
     expect(r.status).toBe(0);

@@ -176,6 +176,7 @@ async function buildTarget(arch) {
   renameSync(exe, output);
   mkdirSync('dist/native', { recursive: true });
   copyFileSync(addon, `dist/native/pty-linux-${arch}.node`);
+  copyFileSync(trimAddon, `dist/native/malloc-trim-linux-${arch}.node`);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const bytes = statSync(output).size;
   const entry = {

@@ -17,8 +17,8 @@ export function binaryPath(arch: BinaryArch): string {
   return resolve(REPO, `dist/devstreams-linux-${arch}`);
 }
 
-export function addonPath(arch: BinaryArch): string {
-  return resolve(REPO, `dist/native/pty-linux-${arch}.node`);
+export function addonPath(arch: BinaryArch, name: 'pty' | 'malloc-trim' = 'pty'): string {
+  return resolve(REPO, `dist/native/${name}-linux-${arch}.node`);
 }
 
 const LOCK = resolve(REPO, 'dist/.binary-build.lock');
