@@ -1,7 +1,7 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { decodeControl, isDevstreamsError } from '../../wire';
+import { decodeControl } from '../../wire';
 import type { SpawnedProgram } from './packaging';
 import { startStack, until, type Stack } from './stack';
 import { random, roundTrip, sha256, startEchoServer } from './targets';
@@ -37,12 +37,12 @@ export function describeAgentUnderQemu(label: string, nativeDir: string, spawn: 
       ].join('\n'),
     );
     agent = spawn(['agent', '--config', config], { DEVSTREAMS_NATIVE_DIR: nativeDir });
-    // Listening once it refuses a service it does not offer (the hub says "offline" until it subscribed).
-    await until(
-      async () => isDevstreamsError(await stack.client.requestStream(device, 'probe-not-offered').catch((e: unknown) => e), 'EDEVICE_REFUSED'),
-      `the ${label} agent to listen (output: ${agent.lines.slice(-5).join(' | ')})`,
-      90_000,
-    );
+    // The state the tests need, as the agent says it (subscribed to its stream requests). Probing
+    // with stream requests instead spent the device's request budget at the hub while qemu started
+    // (20 ms apart for up to 90 s), and the tests' own requests then got 429.
+    await until(() => agent.lines.some((l) => l.includes('listening for stream requests')), `the ${label} agent to listen`, 90_000).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message} (output: ${agent.lines.slice(-5).join(' | ')})`);
+    });
   }, 120_000);
   afterAll(async () => {
     await agent?.stop();
