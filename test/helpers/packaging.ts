@@ -1,6 +1,6 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { until } from './stack';
 
@@ -57,7 +57,11 @@ export async function withBuildLock<T>(fn: () => Promise<T>): Promise<T> {
 
 /** `make` for the executables: a no-op when nothing changed, about 10 s per target otherwise. Call inside withBuildLock. */
 export async function makeBinaries(arches: BinaryArch[]): Promise<void> {
-  await promisify(execFile)('make', ['--no-print-directory', ...arches.map((a) => `dist/devstreams-linux-${a}`)], { cwd: REPO, maxBuffer: 64 << 20 });
+  await promisify(execFile)('make', ['--no-print-directory', ...arches.map((a) => `dist/devstreams-linux-${a}`)], {
+    cwd: REPO,
+    maxBuffer: 64 << 20,
+    env: { ...process.env, DEVSTREAMS_FOOTPRINT_FILE: join(REPO, 'dist', 'footprint.json') },
+  });
 }
 
 export function ensureBinaries(arches: BinaryArch[]): Promise<void> {
