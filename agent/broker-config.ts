@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { BrokerEndpoint } from '../core/broker-endpoint';
 import { DEFAULT_DEVICE_TOPIC_ROOT, deviceTopicRoot, topicRootTemplateProblem } from '../wire';
-import { readSecretFile } from './secret-file';
+import { readSecretFile } from '../core/secret-file';
 
 /**
  * `broker:` in the agent config (fleet mode, docs/scaling.md): the device connects to an external

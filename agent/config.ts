@@ -3,7 +3,7 @@ import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, typ
 import { z } from 'zod';
 import { proxyUrlProblem } from '../core/proxy';
 import { loadDeviceIdentity, type DeviceIdentity } from './identity';
-import { readSecretFile } from './secret-file';
+import { readSecretFile } from '../core/secret-file';
 import { parseDurationMs } from '../core/duration';
 import { formatFileProblem, type FileProblem } from '../core/file-problem';
 import { DevstreamsError, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, parseDeviceConnectionString, type DeviceConnectionString } from '../wire';

@@ -1,6 +1,6 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { DeviceConnectionString } from '../wire';
-import { readSecretFile } from './secret-file';
+import { readSecretFile } from '../core/secret-file';
 
 /**
  * The device's X.509 identity (connection string `x509=true`, `hub.cert` and `hub.key` in config).

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { readSecretFile } from '../core/secret-file';
 import type { HubOptions } from '../hub/hub';
 import { DevstreamsError } from '../wire';
 
@@ -42,6 +43,13 @@ function readOption(file: string, flag: string): Buffer {
   }
 }
 
+/** The broker password and client key: refused when group or others may read them, as the agent refuses its own. */
+function readSecretOption(file: string, flag: string): Buffer {
+  const read = readSecretFile(file, flag, 'the hub');
+  if ('problem' in read) throw new DevstreamsError('ECONFIG', read.problem);
+  return read.data;
+}
+
 export function fleetHubOptions(opts: FleetCliOptions, env: NodeJS.ProcessEnv = process.env): Partial<HubOptions> {
   const out: Partial<HubOptions> = {};
   if (opts.streamingHost) out.streamingHost = opts.streamingHost;
@@ -57,7 +65,7 @@ export function fleetHubOptions(opts: FleetCliOptions, env: NodeJS.ProcessEnv = 
   }
   if (opts.mqttListen) throw new DevstreamsError('EUSAGE', '--mqtt-listen and --broker do not go together: with --broker, devices connect to the broker');
   if ((opts.brokerCert === undefined) !== (opts.brokerKey === undefined)) throw new DevstreamsError('EUSAGE', '--broker-cert and --broker-key go together');
-  const password = opts.brokerPasswordFile ? readOption(opts.brokerPasswordFile, '--broker-password-file').toString('utf8').trim() : env[BROKER_PASSWORD_ENV];
+  const password = opts.brokerPasswordFile ? readSecretOption(opts.brokerPasswordFile, '--broker-password-file').toString('utf8').trim() : env[BROKER_PASSWORD_ENV];
   out.externalBroker = {
     url: opts.broker,
     ...(opts.deviceTopicRoot ? { topicRoot: opts.deviceTopicRoot } : {}),
@@ -65,7 +73,7 @@ export function fleetHubOptions(opts: FleetCliOptions, env: NodeJS.ProcessEnv = 
     ...(password !== undefined ? { password } : {}),
     ...(opts.brokerCa ? { caPem: readOption(opts.brokerCa, '--broker-ca') } : {}),
     ...(opts.brokerCert ? { certPem: readOption(opts.brokerCert, '--broker-cert') } : {}),
-    ...(opts.brokerKey ? { keyPem: readOption(opts.brokerKey, '--broker-key') } : {}),
+    ...(opts.brokerKey ? { keyPem: readSecretOption(opts.brokerKey, '--broker-key') } : {}),
   };
   return out;
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,6 +75,19 @@ describe('exit codes: one table for every subcommand', () => {
       const r = await runCliToEnd(['hub', '--data-dir', join(dir, 'fleet-hub'), '--listen', '127.0.0.1:0', '--broker', 'mqtt://127.0.0.1:9', '--broker-username', 'hub', flag, missing]);
       expect({ flag, code: r.code }).toEqual({ flag, code: EXIT.CONFIG });
       expect(r.stderr).toContain(`${flag}: cannot read ${missing}: ENOENT`);
+    }
+  });
+
+  it("the hub refuses a broker password or key file that group or others may read (78), as the agent refuses its own", async () => {
+    const open = join(dir, 'broker-secret');
+    writeFileSync(open, 'secret\n');
+    chmodSync(open, 0o644);
+    for (const flag of ['--broker-password-file', '--broker-key']) {
+      const extra = flag === '--broker-key' ? ['--broker-cert', open] : [];
+      const r = await runCliToEnd(['hub', '--data-dir', join(dir, 'fleet-hub'), '--listen', '127.0.0.1:0', '--broker', 'mqtt://127.0.0.1:9', '--broker-username', 'hub', ...extra, flag, open]);
+      expect({ flag, code: r.code }).toEqual({ flag, code: EXIT.CONFIG });
+      expect(r.stderr).toContain(`${flag}: ${open} is accessible by group or others (mode 0644); the hub refuses to start: run chmod 600 ${open}`);
+      expect(r.stderr).not.toContain('secret\n');
     }
   });
 });
