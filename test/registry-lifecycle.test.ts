@@ -75,6 +75,10 @@ describe('device lifecycle and a broken devices.json on a running hub', () => {
     // No new stream, whether or not its session is still up...
     await sendAndHalfClose(c.port, Buffer.from('x'));
     await c.waitForLine(/pi-a.* is disabled/, 30_000);
+    // The operator's list says so (IoT Hub's `status`), not merely offline.
+    const listed = await runCliToEnd(['devices', '--ca', ca], { DEVSTREAMS_CONNECTION_STRING: serviceString });
+    expect(listed.stdout).toMatch(/^pi-a\s+disabled\s/m);
+    expect(listed.stdout).toMatch(/^pi-b\s+(yes|no)\s/m);
     // ...and its next connect is refused.
     await hub.waitForLine(/"device":"pi-a".*"why":"device is disabled/, 60_000);
     await agent.stop();
@@ -84,6 +88,7 @@ describe('device lifecycle and a broken devices.json on a running hub', () => {
     const again = startAgent('pi-a');
     await again.waitForLine(/listening for stream requests/, 30_000);
     expect((await roundTrip(c.port, Buffer.from('back'))).toString()).toBe('back');
+    expect((await runCliToEnd(['devices', '--ca', ca], { DEVSTREAMS_CONNECTION_STRING: serviceString })).stdout).toMatch(/^pi-a\s+yes\s/m);
     await again.stop();
   });
 

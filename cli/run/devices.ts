@@ -23,7 +23,8 @@ export function formatDevices(devices: DeviceView[]): string {
     const root = h.disks?.find((x) => x.mount === '/') ?? h.disks?.[0];
     rows.push([
       d.deviceId,
-      d.connectionState === 'Connected' ? 'yes' : 'no',
+      // A disabled device is refused at connect: that, not "no", is what the operator needs to see.
+      d.status === 'disabled' ? 'disabled' : d.connectionState === 'Connected' ? 'yes' : 'no',
       ago(d.lastActivityTime),
       pct(h.cpu?.load_pct),
       typeof h.cpu?.temp_c === 'number' ? `${h.cpu.temp_c}C` : '-',
