@@ -385,25 +385,26 @@ export class Hub {
     const server = this.server;
     this.server = undefined;
     server?.close();
-    this.registry?.stop();
-    this.operators?.stop();
-    this.console?.stop();
     const pagesServer = this.pagesServer;
     this.pagesServer = undefined;
     pagesServer?.close();
     pagesServer?.closeAllConnections();
-    for (const [name, part] of [
-      ['streaming endpoint', this.endpoint],
-      ['broker', this.broker],
+    // Each part on its own: one that throws must not leave the broker or the listeners running.
+    for (const [name, stop] of [
+      ['registry', () => this.registry?.stop()],
+      ['operators', () => this.operators?.stop()],
+      ['console', () => this.console?.stop()],
+      ['streaming endpoint', () => this.endpoint?.stop()],
+      ['broker', () => this.broker?.stop()],
+      ['mqtt websocket server', () => this.mqttWss?.close()],
+      ['metrics', () => this.metrics?.stop()],
     ] as const) {
       try {
-        await part?.stop();
+        await stop();
       } catch (err) {
         this.opts.log.warn({ err, part: name }, 'error while stopping');
       }
     }
-    this.mqttWss?.close();
-    await this.metrics?.stop();
     server?.closeAllConnections();
     const mqttServer = this.mqttServer;
     this.mqttServer = undefined;
