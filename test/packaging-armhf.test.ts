@@ -1,43 +1,48 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-// @ts-expect-error: plain ESM script without types
-import { fetchTarball } from '../scripts/binary/npm-tarball.mjs';
-// @ts-expect-error: plain ESM script without types
-import { SYSTEM_NODE_STAND_IN } from '../scripts/binary/targets.mjs';
-import { QEMU, REPO, spawnOn, withBuildLock } from './helpers/packaging';
+import { DEBIAN_ARMHF_ROOT, REPO, qemuFor, spawnOn, withBuildLock } from './helpers/packaging';
 import { describeAgentUnderQemu } from './helpers/qemu-agent';
 
 /**
- * The armhf .deb carries no Node: it runs the armv7 bundle on the system's nodejs (Debian bookworm's
- * 18.20.4, kept by Debian security), because the newest armv7 Node we could embed (20.11.0) is end
- * of life. Here the package is built (gzip), unpacked, and its program run under qemu-arm on Node
- * 18.20.4's official armv7l build: the same upstream version as Debian's package, which cannot run
- * here (its shared libraries are not in this machine's armhf cross root).
+ * The armhf .deb carries no Node: it runs the armv7 bundle on the system's nodejs, because no
+ * maintained armv7 Node can be embedded (docs/packaging.md). Here the package is built (gzip),
+ * unpacked, and its program run under qemu-arm on Debian's own armhf nodejs: the binary, libnode and
+ * every library they load come from Debian's archive (`make system-deps` unpacks them into
+ * DEBIAN_ARMHF_ROOT, scripts/debian-sysroot.sh), and qemu takes that root as the program's /.
  */
 const VERSION = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version as string;
 const run = promisify(execFile);
 const tmp = mkdtempSync(join(tmpdir(), 'devstreams-armhf-'));
 const deb = join(tmp, `devstreams_${VERSION}_armhf.deb`);
 const root = join(tmp, 'root');
-const nodeDir = join(tmp, 'node');
 const BUNDLE = join(root, 'usr/lib/devstreams/devstreams.cjs');
+const DEBIAN_NODE = join(DEBIAN_ARMHF_ROOT, 'usr/bin/node');
 const sha256 = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
-const node = (): string[] => [join(nodeDir, 'bin/node'), BUNDLE];
+const node = (): string[] => [DEBIAN_NODE, BUNDLE];
+
+/** A package's fields as the root's dpkg database records them (the .debs' own control files). */
+function dpkgStatus(pkg: string): Record<string, string> {
+  const status = readFileSync(join(DEBIAN_ARMHF_ROOT, 'var/lib/dpkg/status'), 'utf8');
+  const para = status.split('\n\n').find((p) => p.startsWith(`Package: ${pkg}\n`));
+  if (!para) throw new Error(`${pkg} is not in ${DEBIAN_ARMHF_ROOT}'s dpkg status`);
+  return Object.fromEntries([...para.matchAll(/^([\w-]+): (.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+}
 
 beforeAll(async () => {
+  if (!existsSync(DEBIAN_NODE)) throw new Error(`${DEBIAN_NODE} is missing: run "make system-deps" (scripts/debian-sysroot.sh fetches Debian's armhf nodejs)`);
   await withBuildLock(async () => {
-    await run('make', ['--no-print-directory', 'dist/devstreams-linux-armv7.cjs'], { cwd: REPO, maxBuffer: 64 << 20 });
+    // Sizes into dist/, not the benchmarks' tracked bench/results/footprint.json.
+    const env = { ...process.env, DEVSTREAMS_FOOTPRINT_FILE: join(REPO, 'dist', 'footprint.json') };
+    await run('make', ['--no-print-directory', 'dist/devstreams-linux-armv7.cjs'], { cwd: REPO, maxBuffer: 64 << 20, env });
     await run('bash', ['packaging/build-deb.sh', 'armhf'], { cwd: REPO, env: { ...process.env, DEVSTREAMS_DEB_OUT: tmp, DEVSTREAMS_DEB_COMPRESSION: 'gzip' } });
   });
   mkdirSync(root);
   execFileSync('dpkg-deb', ['-x', deb, root]);
-  mkdirSync(nodeDir);
-  execFileSync('tar', ['-xzf', fetchTarball(SYSTEM_NODE_STAND_IN.armv7), '-C', nodeDir, '--strip-components=1', 'package/bin/node']);
 }, 600_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -54,13 +59,22 @@ describe('the armhf Debian package', () => {
     for (const f of files) expect(readFileSync(f).subarray(0, 4).toString('latin1'), f).not.toBe('\x7fELF');
   });
 
+  it("runs on Debian's own nodejs: Debian's build, linked to Debian's libnode", () => {
+    const nodejs = dpkgStatus('nodejs');
+    expect(nodejs).toMatchObject({ Architecture: 'armhf', Maintainer: expect.stringMatching(/^Debian Javascript Maintainers /) });
+    expect(nodejs.Version).toMatch(/^18\.20\.\d+\+dfsg-\d+~deb12u\d+$/);
+    expect(dpkgStatus('libnode108').Version).toBe(nodejs.Version);
+    const needed = execFileSync('readelf', ['-d', DEBIAN_NODE], { encoding: 'utf8' });
+    expect(needed).toMatch(/NEEDED.*\[libnode\.so\.108\]/);
+  });
+
   it('prints the runtime it runs on: the system node, by path', () => {
-    const [cmd, ...pre] = [...QEMU.armv7, ...node()];
+    const [cmd, ...pre] = [...qemuFor('armv7', DEBIAN_ARMHF_ROOT), ...node()];
     const out = execFileSync(cmd!, [...pre, '--version'], { encoding: 'utf8' });
-    expect(out).toBe(`${out.match(/^devstreams \S+ \(commit \S+\) /)![0]}node v18.20.4 linux-arm (${join(nodeDir, 'bin/node')})\n`);
+    expect(out).toBe(`${out.match(/^devstreams \S+ \(commit \S+\) /)![0]}node v18.20.4 linux-arm (${DEBIAN_NODE})\n`);
   });
 });
 
-describe('the armhf package as the agent on Node 18.20.4 under qemu-arm, against the x64 hub', () => {
-  describeAgentUnderQemu('armhf-node18', join(tmp, 'native'), (args, env) => spawnOn('armv7', node(), args, env));
+describe("the armhf package as the agent on Debian's nodejs under qemu-arm, against the x64 hub", () => {
+  describeAgentUnderQemu('armhf-debian', join(tmp, 'native'), (args, env) => spawnOn('armv7', node(), args, env, DEBIAN_ARMHF_ROOT));
 });

