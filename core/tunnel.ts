@@ -5,6 +5,7 @@ import { CLOSE, HELLO_TYPE, decodeControl, encodeControl, type ControlMessage } 
 import { PeerExtensions, peerExtensions } from './peer-extensions';
 import { WebSocketSink, WS_HIGH_WATER_BYTES, closeStreamSocket } from './ws-sink';
 import { WS_PING_INTERVAL_MS, heartbeat } from './ws-heartbeat';
+import { receivePieces } from './ws-pieces';
 
 /** How long a local peer may keep its side open after we sent our FIN, before it is cut. */
 export const LINGER_MS = 30_000;
@@ -203,7 +204,10 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
       opts.onControl?.(msg, raw);
       return;
     }
-    const buf = data as Buffer;
+    wsOnBytes(data as Buffer);
+  }
+  /** Binary payload, as a whole message or (read past ws) in the pieces it arrived in. */
+  function wsOnBytes(buf: Buffer): void {
     bytesIn += buf.length;
     activity?.();
     if (local.writableEnded || local.destroyed) return;
@@ -211,6 +215,12 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
       wsWaitsForLocalDrain = true;
       ws.pause();
     }
+  }
+  function wsOnPiece(buf: Buffer): void {
+    liveness.heard();
+    // The hub's hello precedes every peer byte: bytes first mean no hello is coming (as followNegotiation).
+    if (!peer.known) peer.settle([]);
+    wsOnBytes(buf);
   }
   function wsOnClose(code: number, reason: Buffer): void {
     wsClosed = true;
@@ -243,7 +253,9 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
   ws.on('message', wsOnMessage);
   ws.on('close', wsOnClose);
   ws.on('error', wsOnError);
-  heartbeat(ws, opts.pingIntervalMs ?? WS_PING_INTERVAL_MS);
+  const liveness = heartbeat(ws, opts.pingIntervalMs ?? WS_PING_INTERVAL_MS);
+  // Payload straight from the socket to the local side, never gathered into frames and messages first.
+  receivePieces(ws, wsOnPiece);
   if (ws.isPaused) ws.resume();
   // An explicitly paused stream (pauseOnConnect) stays paused when a 'data' listener is added.
   local.resume();

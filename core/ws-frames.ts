@@ -28,7 +28,13 @@ const enum State {
 }
 
 /**
- * Parses frames from a byte stream. `requireMask` for a server reading a client (RFC 6455 §5.1).
+ * Whether frames must be masked: `required` for a server reading a client, `forbidden` for a client
+ * reading a server (RFC 6455 §5.1), `either` for a reader that only looks.
+ */
+export type MaskRule = 'required' | 'forbidden' | 'either';
+
+/**
+ * Parses frames from a byte stream, checking masks against `maskRule`.
  * Only the header bytes are ever copied (at most 14, when a header straddles two chunks).
  */
 export class FrameReader {
@@ -45,7 +51,7 @@ export class FrameReader {
   constructor(
     private readonly handler: FrameHandler,
     private readonly maxFrameBytes: number,
-    private readonly requireMask: boolean,
+    private readonly maskRule: MaskRule,
   ) {}
 
   write(chunk: Buffer): void {
@@ -137,7 +143,8 @@ export class FrameReader {
       return false;
     };
     if ((b0 & 0x70) !== 0) return fail(1002, 'reserved bits set (no extension was negotiated)');
-    if (this.requireMask && !masked) return fail(1002, 'unmasked frame from a client');
+    if (this.maskRule === 'required' && !masked) return fail(1002, 'unmasked frame from a client');
+    if (this.maskRule === 'forbidden' && masked) return fail(1002, 'masked frame from a server');
     if (opcode >= OPCODE.CLOSE) {
       if (opcode > OPCODE.PONG) return fail(1002, `reserved opcode ${opcode}`);
       if (!fin) return fail(1002, 'fragmented control frame');
@@ -168,22 +175,21 @@ export class FrameReader {
   }
 }
 
-/** The header of an unmasked frame (server to client) with `length` payload bytes. */
-export function frameHeader(opcode: number, fin: boolean, length: number): Buffer {
+/**
+ * The header of a frame with `length` payload bytes: unmasked (server to client), or with
+ * `zeroMask` a client's, masked with an all-zero key so the payload goes out as it is.
+ */
+export function frameHeader(opcode: number, fin: boolean, length: number, zeroMask = false): Buffer {
   const b0 = (fin ? 0x80 : 0) | opcode;
-  if (length < 126) return Buffer.from([b0, length]);
-  if (length < 0x10000) {
-    const h = Buffer.allocUnsafe(4);
-    h[0] = b0;
-    h[1] = 126;
-    h.writeUInt16BE(length, 2);
-    return h;
-  }
-  const h = Buffer.allocUnsafe(10);
+  const lengthBytes = length < 126 ? 0 : length < 0x10000 ? 2 : 8;
+  const h = Buffer.alloc(2 + lengthBytes + (zeroMask ? 4 : 0)); // zero-filled: the key, when there is one
   h[0] = b0;
-  h[1] = 127;
-  h.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
-  h.writeUInt32BE(length >>> 0, 6);
+  h[1] = (zeroMask ? 0x80 : 0) | (lengthBytes === 0 ? length : lengthBytes === 2 ? 126 : 127);
+  if (lengthBytes === 2) h.writeUInt16BE(length, 2);
+  if (lengthBytes === 8) {
+    h.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+    h.writeUInt32BE(length >>> 0, 6);
+  }
   return h;
 }
 

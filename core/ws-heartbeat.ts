@@ -64,9 +64,10 @@ export class LivenessCheck {
  *
  * The one state that is not judged is our own pause: we are not reading (our local side is the slow
  * one), so the peer's frames wait unread in the kernel. Checking resumes with reading.
- * Returns a function that stops the heartbeat; it also stops on close.
+ * Stops on close. Frames `ws` does not report as events (binary pieces read past it, core/ws-pieces.ts)
+ * are reported with `heard()`.
  */
-export function heartbeat(ws: WebSocket, intervalMs = WS_PING_INTERVAL_MS): () => void {
+export function heartbeat(ws: WebSocket, intervalMs = WS_PING_INTERVAL_MS): { heard(): void; stop(): void } {
   const liveness = new LivenessCheck(intervalMs);
   const wsOnHeard = (): void => liveness.heard();
   ws.on('pong', wsOnHeard);
@@ -85,5 +86,5 @@ export function heartbeat(ws: WebSocket, intervalMs = WS_PING_INTERVAL_MS): () =
     ws.off('ping', wsOnHeard);
   };
   ws.once('close', stop);
-  return stop;
+  return { heard: wsOnHeard, stop };
 }

@@ -63,7 +63,7 @@ export class Leg implements FrameHandler {
     readonly announced: readonly string[] | null = null,
     pingIntervalMs = WS_PING_INTERVAL_MS,
   ) {
-    this.reader = new FrameReader(this, MAX_FRAME_BYTES, true);
+    this.reader = new FrameReader(this, MAX_FRAME_BYTES, 'required');
     this.done = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined); // 'close' follows: 1006 for the other side

@@ -51,7 +51,7 @@ async function rawSide(stack: Stack, streamId: string, side: StreamSide, announc
       throw new Error(`hub broke the protocol: ${code} ${why}`);
     },
   };
-  const reader = new FrameReader(handler, Number.MAX_SAFE_INTEGER, false);
+  const reader = new FrameReader(handler, Number.MAX_SAFE_INTEGER, 'forbidden');
   let head = Buffer.alloc(0);
   let upgraded = false;
   socket.on('data', (chunk: Buffer) => {
