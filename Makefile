@@ -48,18 +48,24 @@ bench: build dist/devstreams-linux-x64 dist/devstreams-linux-arm64
 	node bench/build.mjs
 	ulimit -n 16384 2>/dev/null || true; node dist/bench.cjs $(BENCH_ARGS)
 
-# Single executables for the Pi (arm64, armv7) and x64, then Debian packages of them: docs/packaging.md.
-BINARIES := dist/devstreams-linux-arm64 dist/devstreams-linux-armv7 dist/devstreams-linux-x64
-dist/devstreams-linux-%: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs scripts/binary/malloc-trim.cc
-	node scripts/binary/build.mjs $*
+# Single executables for the Pi (arm64) and x64, the armv7 CLI for the system's nodejs, then Debian
+# packages of them: docs/packaging.md. No maintained armv7 Node can be embedded (the newest on the npm
+# registry is 20.11.0, end of life), so the one-file armv7 executable is built only on request:
+# `make binary ARMV7_EXECUTABLE=1`; it then states its runtime's age in the build, --version and the
+# agent's log. The supported armv7 install is the armhf .deb, on Debian's security-maintained nodejs.
+ARMV7_EXECUTABLE ?=
+BINARIES := dist/devstreams-linux-arm64 dist/devstreams-linux-x64 $(if $(filter 1,$(ARMV7_EXECUTABLE)),dist/devstreams-linux-armv7)
+BINARY_INPUTS := $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs scripts/binary/malloc-trim.cc
+dist/devstreams-linux-%: $(BINARY_INPUTS)
+	$(if $(and $(filter armv7,$*),$(filter 1,$(ARMV7_EXECUTABLE))),DEVSTREAMS_EOL_EXECUTABLE=1 )node scripts/binary/build.mjs $*
 
 # The armhf .deb's program: the armv7 bundle (node-pty's addon inside) for the system's nodejs.
-dist/devstreams-linux-armv7.cjs: $(NODE_MODULES) $(SOURCES) scripts/binary/build.mjs scripts/binary/targets.mjs scripts/binary/malloc-trim.cc
-	node scripts/binary/build.mjs armv7
+dist/devstreams-linux-armv7.cjs: $(BINARY_INPUTS)
+	node scripts/binary/build.mjs armv7-bundle
 
 binary: $(BINARIES) dist/devstreams-linux-armv7.cjs
 
-deb: $(BINARIES) dist/devstreams-linux-armv7.cjs
+deb: dist/devstreams-linux-arm64 dist/devstreams-linux-x64 dist/devstreams-linux-armv7.cjs
 	bash packaging/build-deb.sh
 
 clean:

@@ -24,7 +24,12 @@ import type { HubInitOptions } from './run/hub-init';
 export function buildProgram(): Command {
   const program = new Command('devstreams')
     .description('Reach devices behind NAT: IoT Hub compatible device streams')
-    .version(versionText(), '-V, --version', 'print version, build commit, Node version and architecture')
+    // Not .version(text): the text looks up the runtime's package (dpkg's files), so only --version pays for it.
+    .option('-V, --version', 'print version, build commit, Node version and architecture, and where that Node comes from')
+    .on('option:version', () => {
+      process.stdout.write(`${versionText()}\n`);
+      process.exit(EXIT.OK);
+    })
     .enablePositionalOptions()
     .showHelpAfterError();
 

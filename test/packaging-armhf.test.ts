@@ -1,12 +1,13 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEBIAN_ARMHF_ROOT, REPO, qemuFor, spawnOn, withBuildLock } from './helpers/packaging';
 import { describeAgentUnderQemu } from './helpers/qemu-agent';
+import { until } from './helpers/stack';
 
 /**
  * The armhf .deb carries no Node: it runs the armv7 bundle on the system's nodejs, because no
@@ -24,6 +25,12 @@ const BUNDLE = join(root, 'usr/lib/devstreams/devstreams.cjs');
 const DEBIAN_NODE = join(DEBIAN_ARMHF_ROOT, 'usr/bin/node');
 const sha256 = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 const node = (): string[] => [DEBIAN_NODE, BUNDLE];
+
+/** The package's program on the Debian root's node under qemu-arm, to its end; its stdout. */
+function runDebianNode(debianRoot: string, args: string[]): string {
+  const [cmd, ...pre] = [...qemuFor('armv7', debianRoot), join(debianRoot, 'usr/bin/node'), BUNDLE];
+  return execFileSync(cmd!, [...pre, ...args], { encoding: 'utf8' });
+}
 
 /** A package's fields as the root's dpkg database records them (the .debs' own control files). */
 function dpkgStatus(pkg: string): Record<string, string> {
@@ -68,10 +75,43 @@ describe('the armhf Debian package', () => {
     expect(needed).toMatch(/NEEDED.*\[libnode\.so\.108\]/);
   });
 
-  it('prints the runtime it runs on: the system node, by path', () => {
-    const [cmd, ...pre] = [...qemuFor('armv7', DEBIAN_ARMHF_ROOT), ...node()];
-    const out = execFileSync(cmd!, [...pre, '--version'], { encoding: 'utf8' });
-    expect(out).toBe(`${out.match(/^devstreams \S+ \(commit \S+\) /)![0]}node v18.20.4 linux-arm (${DEBIAN_NODE})\n`);
+  it("prints the runtime it runs on: Debian's nodejs, with Debian's security support (not upstream's end of life)", () => {
+    const out = runDebianNode(DEBIAN_ARMHF_ROOT, ['--version']);
+    const os = 'Debian GNU/Linux 12 (bookworm)';
+    const runtime = `node v18.20.4 linux-arm (${DEBIAN_NODE}: ${os} package nodejs ${dpkgStatus('nodejs').Version}; security support from ${os}, not upstream's end of life)`;
+    expect(out).toBe(`${out.match(/^devstreams \S+ \(commit \S+\) /)![0]}${runtime}\n`);
+  });
+});
+
+describe("Debian's nodejs once Debian ends its security support", () => {
+  // The same root (hard links) plus debian-security-support's list naming nodejs, as that package
+  // would say once Debian drops it: --version and the agent's start warning say so.
+  const ended = join(tmp, 'ended-root');
+  const LINE = 'nodejs 18.20.4+dfsg-1~deb12u3 2028-06-30 Debian 12 LTS ended';
+  beforeAll(() => {
+    execFileSync('cp', ['-al', DEBIAN_ARMHF_ROOT, ended]);
+    mkdirSync(join(ended, 'usr/share/debian-security-support'), { recursive: true });
+    writeFileSync(join(ended, 'usr/share/debian-security-support/security-support-ended.deb12'), `# test\n${LINE}\n`);
+  });
+
+  it('--version says the support ended, and when', () => {
+    expect(runDebianNode(ended, ['--version'])).toContain(
+      `(${join(ended, 'usr/bin/node')}: Debian GNU/Linux 12 (bookworm) package nodejs ${dpkgStatus('nodejs').Version}; its security support ended 2028-06-30 (Debian 12 LTS ended))`,
+    );
+  });
+
+  it('the agent warns at start', async () => {
+    const config = join(tmp, 'agent-ended.yaml');
+    const key = Buffer.alloc(32, 1).toString('base64');
+    writeFileSync(config, `hub:\n  connection_string: "HostName=127.0.0.1:1;DeviceId=pi-ended;SharedAccessKey=${key}"\nservices:\n  echo:\n    port: 7\n`);
+    const agent = spawnOn('armv7', [join(ended, 'usr/bin/node'), BUNDLE], ['agent', '--config', config], {}, ended);
+    try {
+      await until(() => agent.lines.some((l) => l.includes('security support ended')), 'the warning', 60_000);
+      const warning = JSON.parse(agent.lines.find((l) => l.includes('security support ended'))!) as Record<string, unknown>;
+      expect(warning).toMatchObject({ level: 40, package: 'nodejs', support_ended: '2028-06-30' });
+    } finally {
+      await agent.stop();
+    }
   });
 });
 

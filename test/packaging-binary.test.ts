@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -7,17 +7,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from './helpers/targets';
 import { addonPath, binaryPath, ensureBinaries, REPO, neededVersions, runBinary, spawnBinary, versionAtMost, type BinaryArch } from './helpers/packaging';
 import { describeAgentUnderQemu } from './helpers/qemu-agent';
+import { until } from './helpers/stack';
 
 /**
  * The single executables for the Pi, run here under qemu-user: what a Pi would run, byte for byte.
- * `make` rebuilds them first when a source changed (about 10 s per architecture).
+ * `make` rebuilds them first when a source changed (about 10 s per architecture). armv7's embeds an
+ * end-of-life Node and is built on request only (ARMV7_EXECUTABLE=1, which the helper passes).
  */
 const ARCHES: BinaryArch[] = ['arm64', 'armv7', 'x64'];
 const EXPECT = {
-  arm64: { machine: 'AArch64', klass: 'ELF64', interpreter: '/lib/ld-linux-aarch64.so.1', node: /^v24\./, arch: 'arm64', glibcBase: 'GLIBC_2.17', endOfLife: 'end of life 2028-04-30' },
-  armv7: { machine: 'ARM', klass: 'ELF32', interpreter: '/lib/ld-linux-armhf.so.3', node: /^v20\./, arch: 'arm', glibcBase: 'GLIBC_2.4', endOfLife: 'end of life since 2026-04-30' },
-  x64: { machine: 'Advanced Micro Devices X86-64', klass: 'ELF64', interpreter: '/lib64/ld-linux-x86-64.so.2', node: /^v24\./, arch: 'x64', glibcBase: 'GLIBC_2.2.5', endOfLife: 'end of life 2028-04-30' },
+  arm64: { machine: 'AArch64', klass: 'ELF64', interpreter: '/lib/ld-linux-aarch64.so.1', node: /^v24\./, arch: 'arm64', glibcBase: 'GLIBC_2.17', runtime: 'embedded; end of life 2028-04-30' },
+  armv7: { machine: 'ARM', klass: 'ELF32', interpreter: '/lib/ld-linux-armhf.so.3', node: /^v20\./, arch: 'arm', glibcBase: 'GLIBC_2.4', runtime: `embedded, released 2024-01-09, ${daysSince('2024-01-09')} days old; end of life since 2026-04-30, no security fixes` },
+  x64: { machine: 'Advanced Micro Devices X86-64', klass: 'ELF64', interpreter: '/lib64/ld-linux-x86-64.so.2', node: /^v24\./, arch: 'x64', glibcBase: 'GLIBC_2.2.5', runtime: 'embedded; end of life 2028-04-30' },
 } as const;
+
+function daysSince(date: string): number {
+  return Math.floor((Date.now() - Date.parse(`${date}T00:00:00Z`)) / 86_400_000);
+}
 /** Pi OS bullseye: glibc 2.31 and GCC 10's libstdc++; the addon must ask for no more than Node itself (glibc 2.28). */
 const MAX_GLIBC = '2.28';
 const MAX_GLIBCXX = '3.4.28';
@@ -72,14 +78,14 @@ describe.each(ARCHES)('the %s executable', (arch) => {
   it('prints version, commit, Node version and architecture', () => {
     const r = runBinary(arch, ['--version']);
     expect(r.status).toBe(0);
-    const m = r.stdout.match(/^devstreams (\S+) \(commit (\S+)\) node (v[\d.]+) linux-(\w+) \(embedded(?:, released [\d-]+)?; (end of life(?: since)? [\d-]+)\)\n$/);
+    const m = r.stdout.match(/^devstreams (\S+) \(commit (\S+)\) node (v[\d.]+) linux-(\w+) \((.*)\)\n$/);
     expect(m, r.stdout + r.stderr).not.toBeNull();
     expect(m![1]).toBe(JSON.parse(readFileSync(join(__dirname, '../package.json'), 'utf8')).version);
     expect(m![2]).not.toBe('dev');
     expect(m![3]).toMatch(want.node);
     expect(m![4]).toBe(want.arch);
     // The runtime's age, stated: armv7's Node 20 is past its end of life.
-    expect(m![5]).toBe(want.endOfLife);
+    expect(m![5]).toBe(want.runtime);
   });
 
   it('checks a config: ok, or exit 78 with every problem at file:line:col', () => {
@@ -103,11 +109,45 @@ describe.each(['arm64', 'armv7'] as const)('the %s executable as the agent, agai
   describeAgentUnderQemu(arch, join(tmp, `native-${arch}`), (args, env) => spawnBinary(arch, args, env));
 });
 
+describe('the armv7 executable, built on request only (its Node is end of life)', () => {
+  it('is not among what `make binary` and `make deb` build; the armhf bundle is', () => {
+    const plan = execFileSync('make', ['-n', '-B', '--no-print-directory', 'binary', 'deb'], { cwd: REPO, encoding: 'utf8' });
+    expect(plan).toMatch(/build\.mjs arm64$/m);
+    expect(plan).toMatch(/build\.mjs x64$/m);
+    expect(plan).toMatch(/build\.mjs armv7-bundle$/m);
+    expect(plan).not.toMatch(/build\.mjs armv7$/m);
+  });
+
+  it('the build refuses it unless asked, naming the runtime and its age', () => {
+    const env = { ...process.env };
+    delete env.DEVSTREAMS_EOL_EXECUTABLE;
+    const r = spawnSync(process.execPath, ['scripts/binary/build.mjs', 'armv7'], { cwd: REPO, env, encoding: 'utf8' });
+    expect(r.status).toBe(64);
+    expect(r.stderr).toContain(`embed node v20.11.0 (released 2024-01-09, ${daysSince('2024-01-09')} days old), end of life since 2026-04-30`);
+    expect(r.stderr).toContain('make binary ARMV7_EXECUTABLE=1');
+  });
+
+  it("its agent warns at start that its Node is end of life, how old it is, and what to use instead", async () => {
+    const config = join(tmp, 'agent-eol.yaml');
+    writeFileSync(config, `hub:\n  connection_string: "HostName=127.0.0.1:1;DeviceId=pi-eol;SharedAccessKey=${Buffer.alloc(32, 2).toString('base64')}"\nservices:\n  echo:\n    port: 7\n`);
+    const agent = spawnBinary('armv7', ['agent', '--config', config]);
+    try {
+      await until(() => agent.lines.some((l) => l.includes('end of life since')), 'the warning', 60_000);
+      const warning = JSON.parse(agent.lines.find((l) => l.includes('end of life since'))!) as Record<string, unknown>;
+      expect(warning).toMatchObject({ level: 40, node: 'v20.11.0', released: '2024-01-09', end_of_life: '2026-04-30' });
+      expect(warning.msg).toContain(`embeds node v20.11.0 (released 2024-01-09, ${daysSince('2024-01-09')} days old), end of life since 2026-04-30`);
+      expect(warning.msg).toContain("the system's maintained nodejs");
+    } finally {
+      await agent.stop();
+    }
+  });
+});
+
 describe('reproducibility', () => {
   it('builds the same arm64 bytes twice from the same tree and commit', async () => {
     // A frozen copy of the tree (others may be editing this one), sharing node_modules and its cache.
     const copy = join(tmp, 'tree');
-    const skip = new Set(['node_modules', 'dist', '.git']);
+    const skip = new Set(['node_modules', 'dist', '.git', '.cache']);
     cpSync(REPO, copy, { recursive: true, filter: (src) => !skip.has(relative(REPO, src).split('/')[0]!) });
     symlinkSync(join(REPO, 'node_modules'), join(copy, 'node_modules'));
     const build = async () => {

@@ -2,7 +2,7 @@ import { Agent } from '../../agent/agent';
 import { ConfigError, loadAgentConfig } from '../../agent/config';
 import { formatFileProblem } from '../../core/file-problem';
 import { createLogger, type Logger } from '../../core/log';
-import { embeddedNode, runtimeEnded } from '../version';
+import { unsupportedRuntime } from '../version';
 import { runUntilSignalled } from './until-signalled';
 
 /**
@@ -26,13 +26,8 @@ export function reloadOnHangup(file: string, agent: Agent, log: Logger): void {
 export async function runAgent(opts: { config: string }): Promise<void> {
   const config = loadAgentConfig(opts.config);
   const log = createLogger('agent', { level: process.env.DEVSTREAMS_LOG_LEVEL ?? config.log.level });
-  const runtime = embeddedNode();
-  if (runtime && runtimeEnded(runtime)) {
-    log.warn(
-      { node: runtime.version, end_of_life: runtime.endOfLife },
-      `this executable embeds node ${runtime.version}, end of life since ${runtime.endOfLife} (no security fixes): prefer the package that runs on the system's maintained nodejs (docs/packaging.md)`,
-    );
-  }
+  const unsupported = unsupportedRuntime();
+  if (unsupported) log.warn(unsupported.fields, unsupported.message);
   const agent = new Agent(config, log);
   runUntilSignalled(agent, log);
   reloadOnHangup(opts.config, agent, log);

@@ -66,9 +66,14 @@ export async function withBuildLock<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** `make` for the executables: a no-op when nothing changed, about 10 s per target otherwise. Call inside withBuildLock. */
+/**
+ * `make` for the executables: a no-op when nothing changed, about 10 s per target otherwise. Call
+ * inside withBuildLock. Asking for armv7 asks for it explicitly (ARMV7_EXECUTABLE=1): its Node is end
+ * of life, so `make` builds it only on request.
+ */
 export async function makeBinaries(arches: BinaryArch[]): Promise<void> {
-  await promisify(execFile)('make', ['--no-print-directory', ...arches.map((a) => `dist/devstreams-linux-${a}`)], {
+  const request = arches.includes('armv7') ? ['ARMV7_EXECUTABLE=1'] : [];
+  await promisify(execFile)('make', ['--no-print-directory', ...request, ...arches.map((a) => `dist/devstreams-linux-${a}`)], {
     cwd: REPO,
     maxBuffer: 64 << 20,
     env: { ...process.env, DEVSTREAMS_FOOTPRINT_FILE: join(REPO, 'dist', 'footprint.json') },
