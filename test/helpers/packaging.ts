@@ -18,11 +18,17 @@ export function qemuFor(arch: BinaryArch, root?: string): string[] {
   return root && QEMU[arch].length ? [QEMU[arch][0]!, '-L', root] : QEMU[arch];
 }
 
+/** The Debian releases whose armhf nodejs the armhf .deb is tested on (`make system-deps` fetches each). */
+export const DEBIAN_SUITES = ['bookworm', 'trixie'] as const;
+export type DebianSuite = (typeof DEBIAN_SUITES)[number];
+
 /**
- * The Debian armhf root with Debian's own nodejs that `make system-deps` fetches
- * (scripts/debian-sysroot.sh); DEVSTREAMS_DEBIAN_SYSROOT points elsewhere.
+ * A Debian armhf root with Debian's own nodejs, as `make system-deps` fetches it
+ * (scripts/debian-sysroot.sh); DEVSTREAMS_DEBIAN_SYSROOT_DIR points elsewhere than .cache/debian-sysroot.
  */
-export const DEBIAN_ARMHF_ROOT = process.env.DEVSTREAMS_DEBIAN_SYSROOT || resolve(REPO, '.cache/debian-sysroot/bookworm-armhf/root');
+export function debianArmhfRoot(suite: DebianSuite): string {
+  return resolve(process.env.DEVSTREAMS_DEBIAN_SYSROOT_DIR || resolve(REPO, '.cache/debian-sysroot'), `${suite}-armhf`, 'root');
+}
 
 export function binaryPath(arch: BinaryArch): string {
   return resolve(REPO, `dist/devstreams-linux-${arch}`);
