@@ -1,4 +1,5 @@
 import { COMMIT, VERSION } from '../core/version';
+import { nodeLineEndOfLife } from './node-lines';
 import { systemNodePackage, systemNodeText } from './system-node';
 
 /** Set by scripts/binary/build.mjs in a single executable: the Node it embeds and when that Node line ends. */
@@ -21,8 +22,13 @@ export function embeddedNode(): EmbeddedNode | undefined {
 }
 
 /** True once the runtime's release line is past its end of life (no more security fixes upstream). */
-export function runtimeEnded(e: EmbeddedNode, now = Date.now()): boolean {
+export function runtimeEnded(e: Pick<EmbeddedNode, 'endOfLife'>, now = Date.now()): boolean {
   return now >= Date.parse(`${e.endOfLife}T00:00:00Z`);
+}
+
+/** "end of life 2028-04-30", or "end of life since 2026-04-30, no security fixes" once past. */
+function lifeText(endOfLife: string, now: number): string {
+  return runtimeEnded({ endOfLife }, now) ? `end of life since ${endOfLife}, no security fixes` : `end of life ${endOfLife}`;
 }
 
 /** "released 2024-01-09, 1056 days old": the embedded Node's age, where the build knows its release date. */
@@ -36,11 +42,14 @@ export function runtimeText(now = Date.now()): string {
   const e = embeddedNode();
   if (e) {
     const age = runtimeAge(e, now);
-    const life = runtimeEnded(e, now) ? `end of life since ${e.endOfLife}, no security fixes` : `end of life ${e.endOfLife}`;
-    return `(embedded${age ? `, ${age}` : ''}; ${life})`;
+    return `(embedded${age ? `, ${age}` : ''}; ${lifeText(e.endOfLife, now)})`;
   }
   const pkg = systemNodePackage({ full: true });
-  return pkg ? `(${process.execPath}: ${systemNodeText(pkg)})` : `(${process.execPath})`;
+  if (pkg?.fromDistribution) return `(${process.execPath}: ${systemNodeText(pkg)})`;
+  // Nobody but upstream patches this node: upstream's date is the one that counts.
+  const where = pkg ? `${process.execPath}: ${systemNodeText(pkg)}` : process.execPath;
+  const end = nodeLineEndOfLife(process.version);
+  return end ? `(${where}; ${lifeText(end, now)})` : `(${where})`;
 }
 
 export function versionText(): string {

@@ -27,9 +27,9 @@ binary_arch() {
 	esac
 }
 
-# armhf runs the CLI bundle on the system's nodejs (Debian bookworm: 18.20.4, patched by Debian
-# security), because the newest armv7 Node we can embed (20.11.0) is end of life. The other
-# architectures carry their single executable (Node 24).
+# armhf runs the CLI bundle on the system's nodejs (Debian's: bookworm 18.20.4, trixie 20.19.2, both
+# patched by Debian security), because no maintained armv7 Node can be embedded (the newest on the
+# npm registry, 20.11.0, is end of life). The other architectures carry their single executable (Node 24).
 SYSTEM_NODE_ARCHES=" armhf "
 SYSTEM_NODE_DEPENDS="nodejs (>= 18.20)"
 
