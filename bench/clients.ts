@@ -26,8 +26,12 @@ function endAndClose(s: Socket, timeoutMs = 30_000): Promise<void> {
   });
 }
 
-/** `count` 1-byte ping-pongs on one connection: round-trip times in ms. */
+/** Bytes in one ping of the round-trip measurement (issue 16 asks for 64-byte ping-pong beside socat's). */
+export const PING_BYTES = 64;
+
+/** `count` 64-byte ping-pongs on one connection: round-trip times in ms (from the write to the last byte back). */
 export async function pingPong(port: number, count: number): Promise<number[]> {
+  const ping = payload(PING_BYTES);
   const s = open(port);
   await new Promise<void>((resolve, reject) => {
     s.once('connect', resolve);
@@ -39,18 +43,22 @@ export async function pingPong(port: number, count: number): Promise<number[]> {
   await new Promise<void>((resolve, reject) => {
     let i = 0;
     let t0 = 0;
+    let got = 0;
     s.on('error', reject);
     s.on('data', (chunk: Buffer) => {
-      // One byte in flight at a time, so each chunk is exactly the echo of it.
-      if (chunk.length !== 1) return reject(new Error(`ping-pong got ${chunk.length} bytes`));
+      // One ping in flight at a time; its echo may come in pieces.
+      got += chunk.length;
+      if (got > PING_BYTES) return reject(new Error(`ping-pong got ${got} bytes for a ${PING_BYTES}-byte ping`));
+      if (got < PING_BYTES) return;
+      got = 0;
       const t = nowMs() - t0;
       if (i >= warmup) times.push(t);
       if (++i === count + warmup) return resolve();
       t0 = nowMs();
-      s.write(ONE);
+      s.write(ping);
     });
     t0 = nowMs();
-    s.write(ONE);
+    s.write(ping);
   });
   await endAndClose(s);
   return times;

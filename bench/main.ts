@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { runTargetsProcess } from './targets';
 import { Proc, childPids, cpuSeconds, freePort, rssBytes, run, sleep, waitFor } from './procs';
 import { startCliStack, startSocatChain, type CliStack, type SocatChain } from './stack';
-import { closeAll, nowMs, openHeld, payload, pingPong, pool, setupOnce, startFlood, stalledReader, sustained } from './clients';
+import { PING_BYTES, closeAll, nowMs, openHeld, payload, pingPong, pool, setupOnce, startFlood, stalledReader, sustained } from './clients';
 import { GiB, MB, dist, round, type Dist } from './stats';
 import { evaluateTargets, renderMarkdown, renderSvg, type BenchResults } from './report';
 import { measureAgentMemory, type AgentVariant } from './memory';
@@ -194,81 +194,115 @@ async function main(): Promise<void> {
 
     if (has('throughput')) {
       // ---- throughput and CPU ----
-      const connectPid = iperfC.proc.pid;
       // socat's `fork` children do the work; their CPU counts in the parent once it has reaped them.
       // procs[0] is the agent's hop (TLS in, TCP out), [1] the hub's, [2] connect's.
       const socatHopsCpu = async (): Promise<number[]> => {
         for (const p of socatIperf.procs) await waitFor(() => childPids(p.pid).length === 0, 'socat children to exit', 10_000);
         return socatIperf.procs.map((p) => cpuSeconds(p.pid, { children: true }));
       };
+      // Our paths: the bundle on this machine's Node, and the x64 single executables as shipped (hub,
+      // agent with the systemd unit's environment, connect), when built.
+      interface OurPath {
+        key: 'tunnel' | 'executable';
+        port: number;
+        pids: { agent: number; hub: number; connect: number };
+      }
+      const ours: OurPath[] = [{ key: 'tunnel', port: iperfC.port, pids: { agent: agentPid, hub: hubPid, connect: iperfC.proc.pid } }];
+      const exeStack = await startExecutableStack(opts.bundle, join(dir, 'executable'), iperfPort);
+      if (exeStack) {
+        cleanups.push(() => exeStack.stack.stop());
+        ours.push({ key: 'executable', port: exeStack.port, pids: { agent: exeStack.stack.agent.pid, hub: exeStack.stack.hub.pid, connect: exeStack.connectPid } });
+        say(`throughput also through the x64 single executables as shipped (${exeStack.version})`);
+      }
+      type Tally = { cpu: { agent: number; hub: number; connect: number }; bytes: number };
+      const newTally = (): Tally => ({ cpu: { agent: 0, hub: 0, connect: 0 }, bytes: 0 });
+      const socatTally = { upload: { cpu: [0, 0, 0], bytes: 0 }, download: { cpu: [0, 0, 0], bytes: 0 } };
+      const tallies = { tunnel: { upload: newTally(), download: newTally() }, executable: { upload: newTally(), download: newTally() } };
       const throughput: BenchResults['throughput'] = { upload: { direct: 0, socat: 0, tunnel: 0 }, download: { direct: 0, socat: 0, tunnel: 0 } };
-      let tunnelBytes = 0;
-      let socatBytes = 0;
       const throughputRuns: BenchResults['throughputRuns'] = { upload: { socat: [], tunnel: [] }, download: { socat: [], tunnel: [] } };
-      const tunnelCpu = { agent: 0, hub: 0, connect: 0 };
-      const socatCpu = [0, 0, 0];
       // Warm-up, not measured: the daemons' code is compiled as it runs (JIT); socat's is not.
       for (const reverse of [false, true]) {
-        await iperf(iperfC.port, 1, reverse);
+        for (const o of ours) await iperf(o.port, 1, reverse);
         await iperf(socatIperf.port, 1, reverse);
       }
-      // Alternating rounds, median per path: a burst of other work on the machine hits both paths.
+      // Alternating rounds, median per path: a burst of other work on the machine hits every path.
       const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
       for (const direction of ['upload', 'download'] as const) {
         const reverse = direction === 'download';
         say(`throughput ${direction} (service → device is upload), ${cfg.iperfRounds} rounds of ${cfg.iperfSeconds} s`);
         throughput[direction].direct = (await iperf(iperfPort, cfg.iperfSeconds, reverse)).mbPerS;
-        const socatRuns: number[] = [];
-        const tunnelRuns: number[] = [];
+        const runs: Record<'socat' | OurPath['key'], number[]> = { socat: [], tunnel: [], executable: [] };
         const viaSocat = async (): Promise<void> => {
           const s0 = await socatHopsCpu();
           const r = await iperf(socatIperf.port, cfg.iperfSeconds, reverse);
           const s1 = await socatHopsCpu();
-          s1.forEach((v, i) => (socatCpu[i]! += v - s0[i]!));
-          socatBytes += r.bytes;
-          socatRuns.push(r.mbPerS);
+          s1.forEach((v, i) => (socatTally[direction].cpu[i]! += v - s0[i]!));
+          socatTally[direction].bytes += r.bytes;
+          runs.socat.push(r.mbPerS);
         };
-        const viaTunnel = async (): Promise<void> => {
-          const t = await measureCpu({ agent: () => cpuSeconds(agentPid), hub: () => cpuSeconds(hubPid), connect: () => cpuSeconds(connectPid) }, () =>
-            iperf(iperfC.port, cfg.iperfSeconds, reverse),
+        const viaOurs = (o: OurPath) => async (): Promise<void> => {
+          const t = await measureCpu({ agent: () => cpuSeconds(o.pids.agent), hub: () => cpuSeconds(o.pids.hub), connect: () => cpuSeconds(o.pids.connect) }, () =>
+            iperf(o.port, cfg.iperfSeconds, reverse),
           );
-          tunnelRuns.push(t.result.mbPerS);
-          tunnelBytes += t.result.bytes;
-          for (const k of Object.keys(tunnelCpu) as Array<keyof typeof tunnelCpu>) tunnelCpu[k] += t.cpu[k]!;
+          runs[o.key].push(t.result.mbPerS);
+          const tally = tallies[o.key][direction];
+          tally.bytes += t.result.bytes;
+          for (const k of Object.keys(tally.cpu) as Array<keyof Tally['cpu']>) tally.cpu[k] += t.cpu[k]!;
         };
-        // ABAB…, with the order swapped every round, so neither path always runs second.
+        // Every path once a round, the order rotated each round, so no path always runs first or last.
+        const paths = [viaSocat, ...ours.map(viaOurs)];
         for (let round = 0; round < cfg.iperfRounds; round++) {
-          if (round % 2 === 0) {
-            await viaSocat();
-            await viaTunnel();
-          } else {
-            await viaTunnel();
-            await viaSocat();
-          }
+          for (let i = 0; i < paths.length; i++) await paths[(i + round) % paths.length]!();
         }
-        throughput[direction].socat = median(socatRuns);
-        throughput[direction].tunnel = median(tunnelRuns);
-        throughputRuns[direction] = { socat: socatRuns, tunnel: tunnelRuns };
-        say(`  direct ${throughput[direction].direct} MB/s, socat chain ${socatRuns.join(' / ')} MB/s, devstreams ${tunnelRuns.join(' / ')} MB/s`);
+        throughput[direction].socat = median(runs.socat);
+        throughput[direction].tunnel = median(runs.tunnel);
+        throughputRuns[direction] = { socat: runs.socat, tunnel: runs.tunnel };
+        if (runs.executable.length) {
+          throughput[direction].executable = median(runs.executable);
+          throughputRuns[direction].executable = runs.executable;
+        }
+        say(`  direct ${throughput[direction].direct} MB/s, socat chain ${runs.socat.join(' / ')} MB/s, devstreams ${runs.tunnel.join(' / ')} MB/s${runs.executable.length ? `, executables ${runs.executable.join(' / ')} MB/s` : ''}`);
       }
       const perGiB = (sec: number, bytes: number): number => round(sec / (bytes / GiB), 2);
+      const both = (f: (d: 'upload' | 'download') => [number, number]): number => {
+        const [u, d] = [f('upload'), f('download')];
+        return perGiB(u[0] + d[0], u[1] + d[1]);
+      };
+      const socatHop = (i: number): number => both((d) => [socatTally[d].cpu[i]!, socatTally[d].bytes]);
+      const ourCpu = (key: OurPath['key']): CpuFigures => ({
+        agentSecPerGiB: both((d) => [tallies[key][d].cpu.agent, tallies[key][d].bytes]),
+        hubSecPerGiB: both((d) => [tallies[key][d].cpu.hub, tallies[key][d].bytes]),
+        connectSecPerGiB: both((d) => [tallies[key][d].cpu.connect, tallies[key][d].bytes]),
+        byDirection: Object.fromEntries(
+          (['upload', 'download'] as const).map((d) => {
+            const t = tallies[key][d];
+            const so = socatTally[d];
+            const fig = { agent: perGiB(t.cpu.agent, t.bytes), hub: perGiB(t.cpu.hub, t.bytes), connect: perGiB(t.cpu.connect, t.bytes) };
+            const socat = { socatHop: perGiB(so.cpu[0]!, so.bytes), socatHubHop: perGiB(so.cpu[1]!, so.bytes), socatConnectHop: perGiB(so.cpu[2]!, so.bytes) };
+            return [d, { ...fig, ...socat }];
+          }),
+        ) as CpuFigures['byDirection'],
+      });
       const cpu: BenchResults['cpu'] = {
-        agentSecPerGiB: perGiB(tunnelCpu.agent, tunnelBytes),
-        hubSecPerGiB: perGiB(tunnelCpu.hub, tunnelBytes),
-        connectSecPerGiB: perGiB(tunnelCpu.connect, tunnelBytes),
-        socatHopSecPerGiB: perGiB(socatCpu[0]!, socatBytes),
-        socatHubHopSecPerGiB: perGiB(socatCpu[1]!, socatBytes),
-        socatConnectHopSecPerGiB: perGiB(socatCpu[2]!, socatBytes),
-        tunnelGiB: round(tunnelBytes / GiB, 2),
-        socatGiB: round(socatBytes / GiB, 2),
+        ...ourCpu('tunnel'),
+        socatHopSecPerGiB: socatHop(0),
+        socatHubHopSecPerGiB: socatHop(1),
+        socatConnectHopSecPerGiB: socatHop(2),
+        tunnelGiB: round((tallies.tunnel.upload.bytes + tallies.tunnel.download.bytes) / GiB, 2),
+        socatGiB: round((socatTally.upload.bytes + socatTally.download.bytes) / GiB, 2),
+        ...(exeStack ? { executable: { ...ourCpu('executable'), runtime: exeStack.version } } : {}),
       };
       say(`CPU per GiB: agent ${cpu.agentSecPerGiB} s, socat hop ${cpu.socatHopSecPerGiB} s`);
+      for (const [name, c] of [['bundle', cpu], ['executables', cpu.executable]] as const) {
+        for (const [d, f] of Object.entries(c?.byDirection ?? {})) {
+          say(`  ${name} ${d}: agent ${f.agent} hub ${f.hub} connect ${f.connect} s/GiB; socat hops ${f.socatHop} / ${f.socatHubHop} / ${f.socatConnectHop}`);
+        }
+      }
       Object.assign(results, { throughput, throughputRuns, cpu });
-
     }
     if (has('latency')) {
       // ---- round trip ----
-      say('round trip (1 byte ping-pong)');
+      say(`round trip (${PING_BYTES}-byte ping-pong)`);
       const rtt = {
         direct: dist(await pingPong(echoPort, cfg.pings)),
         socat: dist(await pingPong(socatEcho.port, cfg.pings)),
@@ -304,7 +338,7 @@ async function main(): Promise<void> {
         parallelErrors: parTunnel.errors + parSocat.errors,
       };
       say(`  one at a time p50 ${setup.sequential.tunnel.p50} ms p99 ${setup.sequential.tunnel.p99} ms; ${cfg.setupParallel} at once p50 ${setup.parallel.tunnel.p50} ms p99 ${setup.parallel.tunnel.p99} ms`);
-      Object.assign(results, { rtt, setup });
+      Object.assign(results, { rtt, pingBytes: PING_BYTES, setup });
 
     }
     if (has('load')) {
@@ -472,6 +506,29 @@ function agentVariants(bundle: string): AgentVariant[] {
     variants.push({ name: 'single executable arm64, under qemu-aarch64', command: 'qemu-aarch64', args: ['-L', '/usr/aarch64-linux-gnu', file], file, note: "qemu-user's own memory (translator, translated code) is included: not a Pi's figure" });
   }
   return variants;
+}
+
+type CpuFigures = Pick<NonNullable<BenchResults['cpu']>, 'agentSecPerGiB' | 'hubSecPerGiB' | 'connectSecPerGiB' | 'byDirection'>;
+
+/**
+ * Hub, agent and connect run by the x64 single executable as shipped (the agent with the systemd
+ * unit's environment) for the iperf3 service; undefined when it is not built or this is not x64.
+ */
+async function startExecutableStack(bundle: string, dir: string, iperfPort: number): Promise<{ stack: CliStack; port: number; connectPid: number; version: string } | undefined> {
+  const file = join(bundle, '..', 'devstreams-linux-x64');
+  if (process.arch !== 'x64' || !existsSync(file)) return undefined;
+  mkdirSync(dir, { recursive: true });
+  const agentEnv = unitEnvironment(join(bundle, '..', '..', 'config/devstreams-agent.service'));
+  const stack = await startCliStack({ dir, bundle, services: { iperf: iperfPort }, executable: file, agentEnv });
+  try {
+    await waitFor(() => readFileSync(join(dir, 'agent.log'), 'utf8').includes('listening for stream requests'), 'the executable agent to connect', 60_000, 50);
+    const c = await stack.connect('iperf');
+    const version = (await run(file, ['--version'], { timeoutMs: 30_000 })).trim().split('\n').join(', ');
+    return { stack, port: c.port, connectPid: c.proc.pid, version };
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
 }
 
 /** `Environment=K=V` lines of a systemd unit (one assignment per line, as ours are written). */

@@ -14,11 +14,14 @@ export interface BenchResults {
   machine: { cpus: number; cpuModel: string; kernel: string; node: string; loadBefore: number[]; loadAfter: number[] };
   config: Record<string, number>;
   /** MB/s; upload = service → device, download = device → service. */
-  throughput?: { upload: Paths<number>; download: Paths<number> };
+  /** `executable`: the x64 single executables as shipped (hub, agent, connect), when built. */
+  throughput?: { upload: Paths<number> & { executable?: number }; download: Paths<number> & { executable?: number } };
   /** Every round, MB/s (the table shows the median). */
-  throughputRuns?: Record<'upload' | 'download', { socat: number[]; tunnel: number[] }>;
+  throughputRuns?: Record<'upload' | 'download', { socat: number[]; tunnel: number[]; executable?: number[] }>;
   /** ms */
   rtt?: Paths<Dist>;
+  /** Bytes per ping of the round trip (64; older results measured 1). */
+  pingBytes?: number;
   setup?: { sequential: Paths<Dist>; parallel: Paths<Dist>; parallelErrors: number };
   /** The agent as shipped (bench/memory.ts), one entry per variant. */
   agentMemory?: AgentMemoryResult[];
@@ -67,6 +70,10 @@ export interface BenchResults {
     socatConnectHopSecPerGiB?: number;
     tunnelGiB: number;
     socatGiB: number;
+    /** The same per direction (upload: service → device); absent in older results. */
+    byDirection?: Record<'upload' | 'download', { agent: number; hub: number; connect: number; socatHop: number; socatHubHop: number; socatConnectHop: number }>;
+    /** The same through the x64 single executables as shipped, with the runtime they carry. */
+    executable?: { agentSecPerGiB: number; hubSecPerGiB: number; connectSecPerGiB: number; runtime: string; byDirection?: NonNullable<BenchResults['cpu']>['byDirection'] };
   };
   footprint: { bundleBytes: number; executables: Record<string, number>; packaging?: unknown };
   durationS: number;
@@ -93,10 +100,13 @@ function atLeast(name: string, value: number, limit: number, unit: string): Targ
 }
 
 /** Per-round ratios devstreams ÷ socat (rounds alternate, so each pair shares the machine's state). */
-export function roundRatios(r: BenchResults, direction: 'upload' | 'download'): number[] {
+export function roundRatios(r: BenchResults, direction: 'upload' | 'download', path: 'tunnel' | 'executable' = 'tunnel'): number[] {
   const runs = r.throughputRuns?.[direction];
-  if (!runs || runs.socat.length === 0) return r.throughput ? [r.throughput[direction].tunnel / r.throughput[direction].socat] : [];
-  return runs.tunnel.map((t, i) => t / runs.socat[i]!);
+  if (!runs || runs.socat.length === 0) {
+    const t = r.throughput?.[direction];
+    return t?.[path] !== undefined ? [t[path]! / t.socat] : [];
+  }
+  return (runs[path] ?? []).map((t, i) => t / runs.socat[i]!);
 }
 
 /** Median and range of a few values, e.g. `0.55 (0.51–0.58)`. */
@@ -120,6 +130,10 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
       const m = medianRange(roundRatios(r, d));
       const t = atLeast(`throughput ${d} ÷ socat TLS chain (median of rounds)`, m.median, 0.75, '×');
       out.push({ ...t, measured: `${round(m.median, 2)} × (${round(m.min, 2)}–${round(m.max, 2)})` });
+      const e = medianRange(roundRatios(r, d, 'executable'));
+      if (!Number.isFinite(e.median)) continue;
+      const te = atLeast(`x64 single executables: throughput ${d} ÷ socat TLS chain (median of rounds)`, e.median, 0.75, '×');
+      out.push({ ...te, measured: `${round(e.median, 2)} × (${round(e.min, 2)}–${round(e.max, 2)})` });
     }
   }
   if (r.setup) {
@@ -149,7 +163,8 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
     out.push(atMost('agent (bundle) idle RSS, 3 s after connecting', mb(r.memory.agentIdleRss), 50, 'MB'));
     out.push(atMost('agent RSS growth, stalled reader', mb(r.memory.growthStalled), 16, 'MB'));
   }
-  if (r.cpu) out.push(atMost('agent CPU per GiB ÷ socat single hop', r.cpu.agentSecPerGiB / r.cpu.socatHopSecPerGiB, 2, '×'));
+  if (r.cpu) out.push(atMost('agent CPU per GiB ÷ socat single hop', r.cpu.agentSecPerGiB / r.cpu.socatHopSecPerGiB, 1.5, '×'));
+  if (r.cpu?.executable) out.push(atMost('x64 single executable agent CPU per GiB ÷ socat single hop', r.cpu.executable.agentSecPerGiB / r.cpu.socatHopSecPerGiB, 1.5, '×'));
   return out;
 }
 
@@ -182,22 +197,30 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
     row('---', '---:', '---:');
     row('iperf3 direct', t.upload.direct, t.download.direct);
     row('socat chain, 3 hops, 2 TLS legs', t.upload.socat, t.download.socat);
-    row('devstreams connect → hub → agent', t.upload.tunnel, t.download.tunnel);
-    const ratio = (d: 'upload' | 'download'): string => {
-      const m = medianRange(roundRatios(r, d));
+    row(`devstreams connect → hub → agent (bundle, Node ${r.machine.node})`, t.upload.tunnel, t.download.tunnel);
+    const ratio = (d: 'upload' | 'download', path: 'tunnel' | 'executable' = 'tunnel'): string => {
+      const m = medianRange(roundRatios(r, d, path));
       return `${f1(m.median)} (${f1(m.min)}–${f1(m.max)})`;
     };
     row('devstreams ÷ socat chain, median of per-round ratios (range)', ratio('upload'), ratio('download'));
+    if (t.upload.executable !== undefined && t.download.executable !== undefined) {
+      row(`devstreams, x64 single executables as shipped (${r.cpu?.executable?.runtime ?? '?'})`, t.upload.executable, t.download.executable);
+      row('executables ÷ socat chain, median of per-round ratios (range)', ratio('upload', 'executable'), ratio('download', 'executable'));
+    }
     row('before issue 16 (its figures)', `${BEFORE_ISSUE_16.uploadRatio}`, `${BEFORE_ISSUE_16.downloadRatio}`);
     if (r.throughputRuns) {
       const runs = r.throughputRuns;
-      lines.push('', `Rounds, socat / devstreams: upload ${runs.upload.socat.join(', ')} / ${runs.upload.tunnel.join(', ')}; download ${runs.download.socat.join(', ')} / ${runs.download.tunnel.join(', ')}.`);
+      const exe = (d: 'upload' | 'download'): string => (runs[d].executable ? ` / ${runs[d].executable!.join(', ')}` : '');
+      lines.push(
+        '',
+        `Rounds, socat / devstreams${runs.upload.executable ? ' / executables' : ''}: upload ${runs.upload.socat.join(', ')} / ${runs.upload.tunnel.join(', ')}${exe('upload')}; download ${runs.download.socat.join(', ')} / ${runs.download.tunnel.join(', ')}${exe('download')}.`,
+      );
     }
     lines.push('');
   }
   if (r.rtt && r.setup) {
     lines.push('## Latency (ms)', '');
-    row('path', 'round trip p50', 'round trip p99', 'setup p50', 'setup p99', `setup p50, ${r.config.setupParallel} at once`, `setup p99, ${r.config.setupParallel} at once`);
+    row('path', `${r.pingBytes ?? 1}-byte round trip p50`, `${r.pingBytes ?? 1}-byte round trip p99`, 'setup p50', 'setup p99', `setup p50, ${r.config.setupParallel} at once`, `setup p99, ${r.config.setupParallel} at once`);
     row('---', '---:', '---:', '---:', '---:', '---:', '---:');
     for (const [name, k] of [
       ['direct', 'direct'],
@@ -240,6 +263,22 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
     hopRow('device side: agent (TLS in, TCP out)', r.cpu.agentSecPerGiB, r.cpu.socatHopSecPerGiB);
     hopRow('middle: hub (TLS in, TLS out)', r.cpu.hubSecPerGiB, r.cpu.socatHubHopSecPerGiB);
     hopRow('service side: connect (TCP in, TLS out)', r.cpu.connectSecPerGiB, r.cpu.socatConnectHopSecPerGiB);
+    for (const [d, c] of Object.entries(r.cpu.byDirection ?? {})) {
+      hopRow(`${d}: agent`, c.agent, c.socatHop);
+      hopRow(`${d}: hub`, c.hub, c.socatHubHop);
+      hopRow(`${d}: connect`, c.connect, c.socatConnectHop);
+    }
+    const e = r.cpu.executable;
+    if (e) {
+      hopRow(`x64 single executables (${e.runtime}): agent`, e.agentSecPerGiB, r.cpu.socatHopSecPerGiB);
+      hopRow('x64 single executables: hub', e.hubSecPerGiB, r.cpu.socatHubHopSecPerGiB);
+      hopRow('x64 single executables: connect', e.connectSecPerGiB, r.cpu.socatConnectHopSecPerGiB);
+      for (const [d, c] of Object.entries(e.byDirection ?? {})) {
+        hopRow(`executables ${d}: agent`, c.agent, c.socatHop);
+        hopRow(`executables ${d}: hub`, c.hub, c.socatHubHop);
+        hopRow(`executables ${d}: connect`, c.connect, c.socatConnectHop);
+      }
+    }
     lines.push('');
   }
   lines.push('## Footprint', '');
@@ -337,7 +376,7 @@ export function renderSvg(r: BenchResults): string {
   const lat: Array<[string, Paths<Dist>]> =
     r.rtt && r.setup
       ? [
-          ['1-byte round trip', r.rtt],
+          [`${r.pingBytes ?? 1}-byte round trip`, r.rtt],
           ['stream setup, one at a time', r.setup.sequential],
           [`stream setup, ${r.config.setupParallel} at once`, r.setup.parallel],
         ]

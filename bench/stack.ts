@@ -26,16 +26,25 @@ export interface CliStack {
  * `agent -c config.yaml` and one `connect` per service. Logs go to files in `dir`, at the default
  * level (info), because that is what users run.
  */
-export async function startCliStack(opts: { dir: string; bundle: string; services: Record<string, number> }): Promise<CliStack> {
+export async function startCliStack(opts: {
+  dir: string;
+  bundle: string;
+  services: Record<string, number>;
+  /** What runs hub, agent and connect instead of `node bundle`: a single executable as shipped. */
+  executable?: string;
+  /** The agent's environment beyond ours (the systemd unit's, for the executable as packaged). */
+  agentEnv?: NodeJS.ProcessEnv;
+}): Promise<CliStack> {
   const { dir, bundle } = opts;
   const dataDir = join(dir, 'hub');
   const procs: Proc[] = [];
-  const cli = (args: string[]): Promise<string> => run(NODE, [bundle, ...args], { timeoutMs: 60_000 });
+  const [command, first] = opts.executable ? [opts.executable, []] : [NODE, [bundle]];
+  const cli = (args: string[]): Promise<string> => run(command, [...first, ...args], { timeoutMs: 60_000 });
   // The hub's per-device request rate (default 1/s, burst 10) is raised to what is being measured.
   // So are the caps on connections still authenticating: every stream leg comes from 127.0.0.1, and
   // 1,000 streams opened at once are 2,000 TLS handshakes from one address.
   const rate = ['--device-stream-rate', '2000/5000', '--service-stream-rate', '2000/5000', '--unauthenticated-max', '16384/16384'];
-  const hub = new Proc('hub', NODE, [bundle, 'hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...rate], { logFile: join(dir, 'hub.log') });
+  const hub = new Proc('hub', command, [...first, 'hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...rate], { logFile: join(dir, 'hub.log') });
   procs.push(hub);
   try {
     await hub.line(/^hub listening on (\S+)/, 60_000);
@@ -59,7 +68,7 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
     const metricsPort = await freePort();
     const configFile = join(dir, 'agent.yaml');
     writeConfig(configFile, deviceCs, metricsPort);
-    const agent = new Proc('agent', NODE, [bundle, 'agent', '-c', configFile], { logFile: join(dir, 'agent.log') });
+    const agent = new Proc('agent', command, [...first, 'agent', '-c', configFile], { logFile: join(dir, 'agent.log'), ...(opts.agentEnv ? { env: opts.agentEnv } : {}) });
     procs.push(agent);
     const startAgent = async (command: string, deviceId: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> => {
       const cs = lastLine(await cli(['hub', 'add-device', deviceId, '--data-dir', dataDir]));
@@ -70,7 +79,7 @@ export async function startCliStack(opts: { dir: string; bundle: string; service
       return p;
     };
     const connect = async (service: string, deviceId = 'bench-pi'): Promise<{ proc: Proc; port: number }> => {
-      const proc = new Proc(`connect ${deviceId} ${service}`, NODE, [bundle, 'connect', deviceId, service, '--listen', '127.0.0.1:0', '--ca', caFile], {
+      const proc = new Proc(`connect ${deviceId} ${service}`, command, [...first, 'connect', deviceId, service, '--listen', '127.0.0.1:0', '--ca', caFile], {
         logFile: join(dir, `connect-${deviceId}-${service}.log`),
         env: { DEVSTREAMS_CONNECTION_STRING: serviceCs },
       });
