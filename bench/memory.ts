@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Socket } from 'node:net';
 import { closeAll, openHeld, payload } from './clients';
 import { Proc, sleep, waitFor } from './procs';
@@ -74,6 +74,13 @@ export function evictFromPageCache(file: string): string {
   }
 }
 
+/** A copy of an executable at `to`, runnable. */
+function ownCopy(file: string, to: string): string {
+  copyFileSync(file, to);
+  chmodSync(to, 0o755);
+  return to;
+}
+
 /** Every variant idles together (one wait), then each is loaded in turn, then each idles again. */
 export async function measureAgentMemory(stack: CliStack, variants: AgentVariant[], opts: AgentMemoryOptions, say: (msg: string) => void): Promise<AgentMemoryResult[]> {
   const started: Array<{ v: AgentVariant; proc: Proc; device: string; pageCache: string; version?: string }> = [];
@@ -85,9 +92,13 @@ export async function measureAgentMemory(stack: CliStack, variants: AgentVariant
         say(`memory: ${v.name} skipped: ${v.file} is not built (make binary)`);
         continue;
       }
-      const pageCache = v.file ? evictFromPageCache(v.file) : 'n/a (bundle)';
+      // Each executable runs from a copy of its own: variants of one file would share its pages, and
+      // the later ones would start with the first one's pages mapped and cached.
+      const own = v.file ? ownCopy(v.file, join(stack.dir, `agent-${i}-${basename(v.file)}`)) : undefined;
+      const pageCache = own ? evictFromPageCache(own) : 'n/a (bundle)';
       const device = `bench-mem-${i}`;
-      const proc = await stack.startAgent(v.command, device, v.args, v.env ?? {});
+      const swap = (a: string): string => (a === v.file ? own! : a);
+      const proc = await stack.startAgent(swap(v.command), device, v.args.map(swap), v.env ?? {});
       started.push({ v, proc, device, pageCache });
     }
     for (const s of started) {

@@ -310,9 +310,10 @@ function renderAgentMemory(r: BenchResults, row: (...cells: Array<string | numbe
       (r.nodeFloorRss ? ` An idle \`node\` doing nothing: ${mb(r.nodeFloorRss)} MB.` : ''),
     '',
   );
-  row('agent', `idle (${idle} s)`, '100 streams', '500 streams', 'per stream at 100 / 500', `${idle} s after closing`, 'page cache');
-  row('---', '---:', '---:', '---:', '---:', '---:', '---');
+  row('agent', `idle (${idle} s)`, '100 streams', '500 streams', 'per stream at 100 / 500', `${idle} s after closing`, 'after closing − idle', 'page cache');
+  row('---', '---:', '---:', '---:', '---:', '---:', '---:', '---');
   const cell = (x: { rss: number; anon: number }): string => `${mb(x.rss)} (${mb(x.anon)})`;
+  const signed = (v: number): string => `${v >= 0 ? '+' : '−'}${mb(Math.abs(v))}`;
   for (const a of r.agentMemory ?? []) {
     row(
       `${a.name}${a.note ? ` (${a.note})` : ''}${a.failedStreams ? `, ${a.failedStreams} streams failed` : ''}`,
@@ -321,6 +322,7 @@ function renderAgentMemory(r: BenchResults, row: (...cells: Array<string | numbe
       cell(a.at500),
       `${round(a.perStream100 / 1000, 1)} / ${round(a.perStream500 / 1000, 1)} kB`,
       cell(a.afterClose),
+      `${signed(a.afterClose.rss - a.idle.rss)} (${signed(a.afterClose.anon - a.idle.anon)})`,
       a.pageCache,
     );
   }
