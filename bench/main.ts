@@ -492,6 +492,10 @@ function agentVariants(bundle: string): AgentVariant[] {
   if (native && Object.keys(unitEnv).length) {
     const file = join(dist, `devstreams-linux-${native}`);
     variants.push({ name: `single executable ${native} with the unit's environment`, command: file, args: [], file, env: unitEnv, note: envText(unitEnv) });
+    // A/B: the same without the agent's own lever (agent/v8-tiering.ts leaves TurboFan out unless
+    // this variable says to keep it; the benchmark never imports the product's code).
+    const keep = { ...unitEnv, DEVSTREAMS_AGENT_TURBOFAN: '1' };
+    variants.push({ name: `single executable ${native}, the unit's environment, TurboFan kept (A/B)`, command: file, args: [], file, env: keep, note: envText(keep) });
   }
   // BENCH_AGENT_ENV="K=V K=V": one more variant, the native executable with that environment (a lever
   // being measured before it goes into the unit).

@@ -1,5 +1,6 @@
 import { Agent } from '../../agent/agent';
 import { ConfigError, loadAgentConfig } from '../../agent/config';
+import { leaveOutTurbofan } from '../../agent/v8-tiering';
 import { formatFileProblem } from '../../core/file-problem';
 import { createLogger, type Logger } from '../../core/log';
 import { unsupportedRuntime } from '../version';
@@ -24,10 +25,12 @@ export function reloadOnHangup(file: string, agent: Agent, log: Logger): void {
 
 /** `devstreams agent -c FILE`: runs until SIGTERM/SIGINT; SIGHUP reloads the config. */
 export async function runAgent(opts: { config: string }): Promise<void> {
+  const turbofanLeftOut = leaveOutTurbofan();
   const config = loadAgentConfig(opts.config);
   const log = createLogger('agent', { level: process.env.DEVSTREAMS_LOG_LEVEL ?? config.log.level });
   const unsupported = unsupportedRuntime();
   if (unsupported) log.warn(unsupported.fields, unsupported.message);
+  log.debug({ turbofan: !turbofanLeftOut, node: process.version }, 'V8 optimizing compilers');
   const agent = new Agent(config, log);
   runUntilSignalled(agent, log);
   reloadOnHangup(opts.config, agent, log);
