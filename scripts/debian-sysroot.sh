@@ -4,7 +4,7 @@
 # running the armhf .deb's program under `qemu-arm -L ROOT` on the runtime it ships with
 # (test/packaging-armhf.test.ts, docs/packaging.md). `make system-deps` runs it.
 #
-#   bash scripts/debian-sysroot.sh [DIR]      (default: .cache/debian-sysroot/bookworm-armhf)
+#   bash scripts/debian-sysroot.sh [DIR]      (default: .cache/debian-sysroot/$SUITE-armhf)
 #
 # apt runs with a private configuration, state and cache under DIR (the host's dpkg, its architectures
 # and its sources are not touched; no root needed): the signed indexes of the suite and its security

@@ -102,7 +102,7 @@ describe.each(DEBIAN_SUITES)("the armhf package on Debian %s's armhf nodejs unde
   });
 
   describe('as the agent, against the x64 hub', () => {
-    describeAgentUnderQemu(`armhf-${suite}`, join(tmp, `native-${suite}`), (args, env) => spawnOn('armv7', onDebianNode(debianRoot), args, env, debianRoot));
+    describeAgentUnderQemu(`armhf-${suite}`, join(tmp, `native-${suite}`), (args, env) => spawnOn('armv7', onDebianNode(debianRoot), args, env, debianRoot), { idleTrim: true });
   });
 });
 

@@ -11,7 +11,12 @@ import { random, roundTrip, sha256, startEchoServer } from './targets';
  * this machine: it carries a TCP stream byte for byte and runs a shell in a PTY with the node-pty
  * addon it carries, written to `nativeDir`. Call inside a describe block.
  */
-export function describeAgentUnderQemu(label: string, nativeDir: string, spawn: (args: string[], env: NodeJS.ProcessEnv) => SpawnedProgram): void {
+export function describeAgentUnderQemu(
+  label: string,
+  nativeDir: string,
+  spawn: (args: string[], env: NodeJS.ProcessEnv) => SpawnedProgram,
+  opts: { idleTrim?: boolean } = {},
+): void {
   let stack: Stack;
   let echo: Awaited<ReturnType<typeof startEchoServer>>;
   let agent: SpawnedProgram;
@@ -36,7 +41,8 @@ export function describeAgentUnderQemu(label: string, nativeDir: string, spawn: 
         '',
       ].join('\n'),
     );
-    agent = spawn(['agent', '--config', config], { DEVSTREAMS_NATIVE_DIR: nativeDir });
+    // Debug logs say when the idle collection ran and whether malloc_trim's addon loaded.
+    agent = spawn(['agent', '--config', config], { DEVSTREAMS_NATIVE_DIR: nativeDir, ...(opts.idleTrim ? { DEVSTREAMS_LOG_LEVEL: 'debug' } : {}) });
     // The state the tests need, as the agent says it (subscribed to its stream requests). Probing
     // with stream requests instead spent the device's request budget at the hub while qemu started
     // (20 ms apart for up to 90 s), and the tests' own requests then got 429.
@@ -75,8 +81,19 @@ export function describeAgentUnderQemu(label: string, nativeDir: string, spawn: 
     ws.send(Buffer.from('exit 3\n'), { binary: true });
     await closed;
     expect(exit).toMatchObject({ type: 'exit', code: 3 });
-    // Content-addressed, written once, not readable-writable by others.
-    const files = readdirSync(nativeDir);
+    // Content-addressed, written once. (The idle collection may have written malloc_trim's beside it.)
+    const files = readdirSync(nativeDir).filter((f) => f.startsWith('pty-'));
     expect(files).toEqual([expect.stringMatching(/^pty-[0-9a-f]{32}\.node$/)]);
   });
+
+  if (opts.idleTrim) {
+    it('once idle, collects garbage and trims malloc with the addon it carries, loaded on this node', async () => {
+      const collected = (): string | undefined => agent.lines.find((l) => l.includes('no streams open: collected garbage'));
+      await until(() => collected() !== undefined, 'the idle collection (10 s after the last stream)', 60_000);
+      expect(agent.lines.filter((l) => l.includes('cannot load the malloc_trim addon'))).toEqual([]);
+      // true or false (memory given back or none to give); undefined would mean no addon ran.
+      expect(typeof (JSON.parse(collected()!) as { trimmed?: unknown }).trimmed).toBe('boolean');
+      expect(readdirSync(nativeDir).filter((f) => f.startsWith('malloc-trim-'))).toEqual([expect.stringMatching(/^malloc-trim-[0-9a-f]{32}\.node$/)]);
+    }, 90_000);
+  }
 }
