@@ -435,7 +435,9 @@ async function main(): Promise<void> {
     const footprint: BenchResults['footprint'] = { bundleBytes: statSync(opts.bundle).size, executables: {} };
     results.footprint = footprint;
     const distDir = join(opts.bundle, '..');
-    for (const f of readdirSync(distDir)) if (/^devstreams-linux-/.test(f)) footprint.executables[f] = statSync(join(distDir, f)).size;
+    // What `make binary` ships: not the armv7 executable, built on request only (its Node is end of
+    // life, docs/packaging.md), which a packaging test run may have left in dist/.
+    for (const f of readdirSync(distDir)) if (/^devstreams-linux-/.test(f) && f !== 'devstreams-linux-armv7') footprint.executables[f] = statSync(join(distDir, f)).size;
     const packagingFile = join(opts.out, 'footprint.json');
     if (existsSync(packagingFile)) {
       try {
