@@ -18,6 +18,12 @@ export const MAX_SETUPS_WAITING = 64;
 export const SETUP_WAIT_MS = 10_000;
 /** A stream must be open within this: the 60 s the hub gives the device to answer, plus 10 s for the WebSocket. */
 export const SETUP_TIMEOUT_MS = STREAM_HANDSHAKE_TIMEOUT_S * 1000 + 10_000;
+/**
+ * What one stream may queue towards the hub before its client is paused: twice the tunnel's default
+ * (core/ws-sink.ts), because larger batches make TLS cheaper per byte (CPU per GiB sent −5 %,
+ * docs/benchmarks.md). The agent keeps the default: memory is what a Pi is short of.
+ */
+export const CONNECT_WS_HIGH_WATER_BYTES = 1024 * 1024;
 
 export interface ConnectOptions {
   client: HubClient;
@@ -94,7 +100,10 @@ export class Connect {
       release();
     }
     if (socket.destroyed) return closeStreamSocket(ws, CLOSE.NORMAL, '');
-    const r = await startTunnel(socket, ws, this.opts.pingIntervalMs ? { pingIntervalMs: this.opts.pingIntervalMs } : {}).done;
+    const r = await startTunnel(socket, ws, {
+      highWaterBytes: CONNECT_WS_HIGH_WATER_BYTES,
+      ...(this.opts.pingIntervalMs ? { pingIntervalMs: this.opts.pingIntervalMs } : {}),
+    }).done;
     // Only an end both sides agreed on (1000) reached the client as a FIN; the rest (1001 included) was a reset.
     const why = r.closeReason || (r.error ? ((r.error as NodeJS.ErrnoException).code ?? r.error.message) : r.closeCode === 1006 ? 'connection to the hub lost' : '');
     const msg = `stream ${r.clean ? 'closed' : 'reset'}${why ? `: ${why}` : ''} (${r.closeCode}), sent ${formatBytes(r.bytesOut)} received ${formatBytes(r.bytesIn)}`;
