@@ -274,3 +274,35 @@ describe('the tunnel receiving in pieces', () => {
     localPeer.destroy();
   });
 });
+
+describe('a server-side ws taken over', () => {
+  it('unmasks what a real ws client sends (random masks), byte-exact, text and close still ws-handled', async () => {
+    const { WebSocketServer } = await import('ws');
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false, maxPayload: 1024 * 1024 });
+    servers.push(wss as unknown as Server);
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+    const got: Buffer[] = [];
+    const texts: string[] = [];
+    let taken = false;
+    const closed = new Promise<number>((resolve) => {
+      wss.once('connection', (ws) => {
+        ws.pause();
+        taken = receivePieces(ws, (piece) => got.push(Buffer.from(piece)));
+        ws.on('message', (data, isBinary) => (isBinary ? got.push(data as Buffer) : texts.push(data.toString())));
+        ws.once('close', (code) => resolve(code));
+        ws.resume();
+      });
+    });
+    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
+    await new Promise<void>((r) => client.once('open', () => r()));
+    const payloads = [randomBytes(1), randomBytes(70_000), randomBytes(65536), randomBytes(125)];
+    client.send(payloads[0]!);
+    client.send('a text');
+    for (const p of payloads.slice(1)) client.send(p);
+    client.close(1000, 'bye');
+    expect(await closed).toBe(1000);
+    expect(taken).toBe(true);
+    expect(texts).toEqual(['a text']);
+    expect(Buffer.concat(got).equals(Buffer.concat(payloads))).toBe(true);
+  });
+});
