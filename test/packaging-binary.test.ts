@@ -103,6 +103,23 @@ describe.each(ARCHES)('the %s executable', (arch) => {
     expect(r.stderr).toMatch(new RegExp(`${bad}:5:11: .*port`));
     expect(r.stderr.trim().split('\n').length).toBeGreaterThanOrEqual(2);
   });
+
+  it("its agent leaves V8's TurboFan out on Node 24 (agent/v8-tiering.ts), keeps it on Node 20 or when asked", async () => {
+    const config = join(tmp, `tiering-${arch}.yaml`);
+    writeFileSync(config, `hub:\n  connection_string: "HostName=hub.example;DeviceId=pi;SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}"\nservices:\n  ssh:\n    port: 22\n`);
+    const leftOut = want.node.test('v24.0.0');
+    for (const [env, turbofan] of [[{}, !leftOut], [{ DEVSTREAMS_AGENT_TURBOFAN: '1' }, true]] as const) {
+      // The agent says what it decided at debug level before it dials the hub (which does not exist).
+      const agent = spawnBinary(arch, ['agent', '-c', config], { DEVSTREAMS_LOG_LEVEL: 'debug', ...env });
+      try {
+        const said = (): string | undefined => agent.lines.find((l) => l.includes('V8 optimizing compilers'));
+        await until(() => said() !== undefined, `the ${arch} agent's tiering line`, 60_000);
+        expect(JSON.parse(said()!)).toMatchObject({ turbofan, node: expect.stringMatching(want.node) });
+      } finally {
+        await agent.stop();
+      }
+    }
+  }, 150_000);
 });
 
 describe.each(['arm64', 'armv7'] as const)('the %s executable as the agent, against the x64 hub', (arch) => {
