@@ -487,7 +487,14 @@ function render(file: string | undefined): void {
 function agentVariants(bundle: string): AgentVariant[] {
   const dist = join(bundle, '..');
   const native = process.arch === 'x64' ? 'x64' : process.arch === 'arm64' ? 'arm64' : undefined;
-  const variants: AgentVariant[] = [{ name: `bundle on node ${process.version}`, command: NODE, args: [bundle] }];
+  const variants: AgentVariant[] = [
+    {
+      name: `bundle on node ${process.version}`,
+      command: NODE,
+      args: [bundle],
+      note: "dist/devstreams.cjs: no malloc_trim addon (the executables and the armhf package's bundle carry one) and not the unit's environment, so it keeps what it freed after streams",
+    },
+  ];
   if (native) variants.push({ name: `single executable ${native}`, command: join(dist, `devstreams-linux-${native}`), args: [], file: join(dist, `devstreams-linux-${native}`) });
   // As the packages run it: with the systemd unit's Environment= settings.
   const unitEnv = unitEnvironment(join(dist, '..', 'config/devstreams-agent.service'));
