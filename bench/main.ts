@@ -299,6 +299,8 @@ async function main(): Promise<void> {
         }
       }
       Object.assign(results, { throughput, throughputRuns, cpu });
+      // Idle executables must not share the machine with the sections after this one.
+      await exeStack?.stack.stop();
     }
     if (has('latency')) {
       // ---- round trip ----
