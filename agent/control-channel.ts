@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { endMqttClient } from '../core/mqtt-end';
+import { mqttUrlOptions } from '../core/mqtt-url';
 import { connect as mqttConnect, type MqttClient, type IClientOptions } from 'mqtt';
 import type { Logger } from '../core/log';
 import { Backoff } from '../core/backoff';
@@ -114,8 +115,8 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   /** Where the control channel's TCP connection goes. */
   private endpoint(): { host: string; port: number } {
     if (this.opts.broker) {
-      const u = new URL(this.opts.broker.url);
-      return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : u.protocol === 'mqtts:' ? MQTT_TLS_PORT : 1883 };
+      const u = mqttUrlOptions(this.opts.broker.url);
+      return { host: u.hostname!, port: u.port ?? (u.protocol === 'mqtts' ? MQTT_TLS_PORT : 1883) };
     }
     const { host, port } = splitHostName(this.opts.device.hostName, 443);
     return this.opts.transport === 'mqtt_tls' ? { host, port: this.opts.mqttTlsPort ?? MQTT_TLS_PORT } : { host, port };
@@ -196,7 +197,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
 
   private openClient(options: IClientOptions, lifetimeS: number): void {
     const { device, log } = this.opts;
-    const client = mqttConnect(this.url(), options);
+    const client = mqttConnect({ ...mqttUrlOptions(this.url()), ...options });
     this.client = client;
     let failed = false;
     client.on('connect', (connack) => {

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { endMqttClient } from '../core/mqtt-end';
+import { mqttUrlOptions } from '../core/mqtt-url';
 import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
 import { Backoff } from '../core/backoff';
 import type { BrokerEndpoint } from '../core/broker-endpoint';
@@ -102,7 +103,7 @@ export class ExternalBroker extends EventEmitter<BrokerEvents> implements Contro
       ...(this.opts.certPem ? { cert: this.opts.certPem } : {}),
       ...(this.opts.keyPem ? { key: this.opts.keyPem } : {}),
     };
-    const client = mqttConnect(this.opts.url, options);
+    const client = mqttConnect({ ...mqttUrlOptions(this.opts.url), ...options });
     this.client = client;
     client.on('connect', () => {
       const subs = fleetSubscriptions(this.template);

@@ -56,6 +56,10 @@ export function describeAgentUnderQemu(
     await echo?.close();
   });
 
+  it('starts without a warning from Node (mqtt.js given a URL string read it with url.parse, DEP0169 on Node 24)', () => {
+    expect(agent.lines.filter((l) => /Warning/.test(l) && !l.startsWith('{'))).toEqual([]);
+  });
+
   it('carries a TCP stream byte for byte', async () => {
     const port = (await stack.connect(device, 'echo')).address.port;
     const payload = random(1_000_000);
