@@ -7,6 +7,7 @@ import { startTunnel, type Tunnel } from '../core/tunnel';
 import { CLOSE, type StreamRequest } from '../wire';
 import { STREAM_CONNECT_TIMEOUT_MS, dialStream, type DialOptions } from '../core/stream-dial';
 import { closeStreamSocket } from '../core/ws-sink';
+import { SharedBufferReads } from '../core/ws-send-frames';
 import { describeFdExhaustion, isFdExhaustion } from '../core/fd-limit';
 import type { TcpServiceConfig } from './config';
 import type { AuditRecord } from './audit';
@@ -22,9 +23,11 @@ export function waitOpen(ws: WebSocket): Promise<void> {
   });
 }
 
-function connectTarget(host: string, port: number): Promise<Socket> {
+/** A target connected with its reads into a shared buffer, paused until the tunnel takes them (core/ws-send-frames.ts). */
+function connectTarget(host: string, port: number, reads: SharedBufferReads): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port, allowHalfOpen: true, noDelay: true });
+    const socket = netConnect({ host, port, allowHalfOpen: true, noDelay: true, onread: reads.onread });
+    socket.pause();
     const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })), STREAM_CONNECT_TIMEOUT_MS);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -72,7 +75,8 @@ export class TcpStreamSession {
     const started = Date.now();
     const ws = dialStream(this.req.url, this.req.authToken, this.ctx.caPem, this.ctx.dial);
     ws.on('error', () => undefined); // reported through the promises below
-    const [wsResult, targetResult] = await Promise.allSettled([waitOpen(ws), connectTarget(this.service.host, this.service.port)]);
+    const reads = new SharedBufferReads();
+    const [wsResult, targetResult] = await Promise.allSettled([waitOpen(ws), connectTarget(this.service.host, this.service.port, reads)]);
     const elapsed = () => Date.now() - started;
     if (wsResult.status === 'rejected') {
       if (targetResult.status === 'fulfilled') targetResult.value.destroy();
@@ -97,6 +101,7 @@ export class TcpStreamSession {
     }
     this.ctx.log.debug({ target: this.targetName }, 'stream open');
     this.tunnel = startTunnel(target, ws, {
+      localReads: reads,
       ...(this.ctx.onActivity ? { onActivity: this.ctx.onActivity } : {}),
       ...(this.ctx.pingIntervalMs ? { pingIntervalMs: this.ctx.pingIntervalMs } : {}),
     });

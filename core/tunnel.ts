@@ -6,6 +6,7 @@ import { PeerExtensions, peerExtensions } from './peer-extensions';
 import { WebSocketSink, WS_HIGH_WATER_BYTES, closeStreamSocket } from './ws-sink';
 import { WS_PING_INTERVAL_MS, heartbeat } from './ws-heartbeat';
 import { receivePieces } from './ws-pieces';
+import type { SharedBufferReads } from './ws-send-frames';
 
 /** How long a local peer may keep its side open after we sent our FIN, before it is cut. */
 export const LINGER_MS = 30_000;
@@ -29,6 +30,11 @@ export interface TunnelOptions {
   highWaterBytes?: number;
   /** WebSocket ping interval; a peer silent for two intervals is cut (half-open TCP). */
   pingIntervalMs?: number;
+  /**
+   * The local socket was connected with these reads' `onread` (and paused): its bytes arrive here, not
+   * as 'data', and go out as frames written past `ws`'s Sender (core/ws-send-frames.ts).
+   */
+  localReads?: SharedBufferReads;
 }
 
 export interface TunnelResult {
@@ -132,6 +138,13 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
     bytesOut += chunk.length;
     activity?.();
     if (!sink.write(chunk)) local.pause();
+  }
+  /** The same from a shared read buffer: the sink copies before this returns; false pauses the socket. */
+  function localOnRead(buf: Buffer, length: number): boolean {
+    if (ws.readyState !== WebSocket.OPEN) return true;
+    bytesOut += length;
+    activity?.();
+    return sink.writeCopy(buf, length);
   }
   function sinkOnDrain(): void {
     if (!wsClosed) local.resume();
@@ -245,6 +258,7 @@ export function startTunnel(local: Duplex, ws: WebSocket, opts: TunnelOptions = 
   }
 
   local.on('data', localOnData);
+  opts.localReads?.attach(localOnRead);
   local.on('end', localOnEnd);
   local.on('error', localOnError);
   local.on('close', localOnClose);

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { WebSocket } from 'ws';
 import { MAX_FRAME_BYTES, closeReason } from '../wire';
+import { sendBinaryCopy } from './ws-send-frames';
 
 /**
  * Bytes a WebSocket may hold queued (sent but not yet handed to the kernel) before its producer is
@@ -41,17 +42,34 @@ export class WebSocketSink extends EventEmitter {
     return !this.needDrain;
   }
 
+  /**
+   * `length` bytes of `src`, a buffer its owner reuses once this returns (a shared read buffer):
+   * copied into one frame written past `ws`'s Sender (core/ws-send-frames.ts) when it can be, else
+   * copied and sent as `write` would. Counts what the frame holds, which may be more than `length`.
+   */
+  writeCopy(src: Buffer, length: number): boolean {
+    if (this.ws.readyState !== WebSocket.OPEN) return true;
+    let held = 0;
+    held = sendBinaryCopy(this.ws, src, length, () => this.sent(held));
+    if (held < 0) return this.write(Buffer.from(src.subarray(0, length)));
+    this.pendingBytes += held;
+    if (this.pendingBytes >= this.highWaterBytes) this.needDrain = true;
+    return !this.needDrain;
+  }
+
   private sendFrame(frame: Buffer, binary: boolean): void {
     const len = frame.length;
     this.pendingBytes += len;
-    this.ws.send(frame, { binary }, () => {
-      // Called once the frame left user space (or the socket failed): either way it is no longer ours.
-      this.pendingBytes -= len;
-      if (this.needDrain && this.pendingBytes <= this.highWaterBytes / 2) {
-        this.needDrain = false;
-        this.emit('drain');
-      }
-    });
+    this.ws.send(frame, { binary }, () => this.sent(len));
+  }
+
+  /** Called once a frame left user space (or the socket failed): either way it is no longer ours. */
+  private sent(len: number): void {
+    this.pendingBytes -= len;
+    if (this.needDrain && this.pendingBytes <= this.highWaterBytes / 2) {
+      this.needDrain = false;
+      this.emit('drain');
+    }
   }
 }
 
