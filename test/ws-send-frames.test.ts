@@ -59,6 +59,8 @@ async function localPair(): Promise<{ target: Promise<Socket>; local: Socket; re
   local.pause();
   await new Promise<void>((r) => local.once('connect', () => r()));
   closers.push(() => local.destroy());
+  // A test that ends early leaves its target to be reset by the cleanup: that is not an error of the next test.
+  void target.then((s) => s.on('error', () => undefined));
   return { target, local, reads };
 }
 
@@ -151,9 +153,12 @@ describe('binary frames written past ws, from shared-buffer reads', () => {
     };
     writeAll();
     // The sink reached its high-water mark and the tunnel stopped reading the local socket (the read
-    // handle stopped: with `onread` a socket paused that way does not report isPaused()).
+    // handle stopped: with `onread` a socket paused that way does not report isPaused()). The mark
+    // counts each frame's whole 64 KiB buffer, so how many payload bytes ws holds then depends on how
+    // much each read got: 8 reads of 64 KiB on a quiet machine, fewer bytes when reads come short
+    // under load (this waited for 512 KiB buffered once and timed out at a load of 4).
     const reading = (): boolean => (local as unknown as { _handle: { reading: boolean } })._handle.reading;
-    await until(() => blocked && client.bufferedAmount >= 512 * 1024 && !reading(), 'the local socket to stop being read');
+    await until(() => blocked && client.bufferedAmount > 0 && !reading(), 'the local socket to stop being read');
     // What the tunnel holds for the stalled peer stays bounded (512 KiB high-water mark, frame buffers).
     expect(client.bufferedAmount).toBeLessThanOrEqual(1024 * 1024 + 65550);
     expect(tgt.writableLength).toBeGreaterThan(32 * 1024 * 1024);
