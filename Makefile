@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 BUNDLE := dist/devstreams.cjs
-SOURCES := $(shell find wire core hub agent service cli -name '*.ts' -o -name '*.css' 2>/dev/null) package.json scripts/build.mjs
+SOURCES := $(shell find wire core hub agent service cli -name '*.ts' -o -name '*.css' -o -name '*.json' 2>/dev/null) package.json scripts/build.mjs
 
 .PHONY: all build run test test-unit typecheck deps system-deps clean bench binary deb screenshots
 

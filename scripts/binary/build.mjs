@@ -25,6 +25,8 @@ import { fetchTarball } from './npm-tarball.mjs';
 import { EOL_EXECUTABLE_OPT_IN, NODE_PACKAGES, PINNED_SYMBOLS, SEA_FUSE, SOURCE_PACKAGES, SYSTEM_NODE_BUNDLES, TARGETS } from './targets.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** Each Node release line's end of life: the one table, shared with `--version` (cli/node-lines.ts). */
+const NODE_LINE_END_OF_LIFE = JSON.parse(readFileSync(join(ROOT, 'cli/node-lines.json'), 'utf8'));
 process.chdir(ROOT);
 const WORK = 'dist/.binary-work';
 // The sizes and build times `make binary` records for the benchmarks; tests build into dist/ and
@@ -125,8 +127,11 @@ async function bundle(arch, addon, trimAddon, outfile, embedded) {
 
 /** What `--version` says of the Node inside: version (the package's), release date where known, end of life. */
 function embeddedNode(arch) {
-  const { spec, released, endOfLife } = NODE_PACKAGES[arch];
-  return { version: `v${spec.split('@').pop()}`, ...(released ? { released } : {}), endOfLife };
+  const { spec, released } = NODE_PACKAGES[arch];
+  const version = `v${spec.split('@').pop()}`;
+  const endOfLife = NODE_LINE_END_OF_LIFE[/^v(\d+)\./.exec(version)[1]];
+  if (!endOfLife) throw new Error(`cli/node-lines.json has no end of life for node ${version}'s line: add it (nodejs.org's release schedule)`);
+  return { version, ...(released ? { released } : {}), endOfLife };
 }
 
 /** Runs the target's node here: natively, or under qemu-user with Debian's cross runtime as its root. */

